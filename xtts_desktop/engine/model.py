@@ -1,0 +1,234 @@
+"""Find, check and load an XTTS v2 folder on a device and precision, through coqui-tts's own loader."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xtts_desktop import config
+from xtts_desktop.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from TTS.tts.models.xtts import Xtts
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OUTPUT_SAMPLE_RATE = 24000
+
+HOW_TO_GET_A_MODEL = (
+    "run 'xtts-desktop download' or point --model-dir (or XTTS_DESKTOP_MODEL_DIR) at a folder "
+    "holding " + ", ".join(REQUIRED_FILES)
+)
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    path: Path
+    # Where the path came from, for messages: "--model-dir", "XTTS_DESKTOP_MODEL_DIR" or "default".
+    source: str
+
+
+def locate_model(explicit: str | os.PathLike[str] | None = None) -> ModelLocation:
+    """--model-dir, else XTTS_DESKTOP_MODEL_DIR, else the default folder in the user data dir."""
+    if explicit:
+        return ModelLocation(Path(explicit).expanduser(), "--model-dir")
+    from_env = os.environ.get("XTTS_DESKTOP_MODEL_DIR")
+    if from_env:
+        return ModelLocation(Path(from_env).expanduser(), "XTTS_DESKTOP_MODEL_DIR")
+    return ModelLocation(config.default_model_dir(), "the default location")
+
+
+def check_model_dir(location: ModelLocation | Path) -> Path:
+    """Raise a UserError naming the first problem with an XTTS folder; return the folder."""
+    if isinstance(location, Path):
+        location = ModelLocation(location, "--model-dir")
+    path = location.path
+    if not path.exists():
+        raise UserError(f"No XTTS v2 model found at {path} ({location.source}): {HOW_TO_GET_A_MODEL}.")
+    if not path.is_dir():
+        raise UserError(f"The model path {path} is not a folder: {HOW_TO_GET_A_MODEL}.")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise UserError(
+            f"The model folder {path} is incomplete: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing; {HOW_TO_GET_A_MODEL}."
+        )
+    for name in REQUIRED_FILES:
+        if (path / name).stat().st_size == 0:
+            raise UserError(f"{path / name} is empty; download the model again.")
+    try:
+        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path / 'config.json'} is not valid JSON ({error}); download the model again.") from None
+    if not isinstance(raw, dict) or raw.get("model") != "xtts":
+        raise UserError(f"{path / 'config.json'} is not an XTTS configuration; point at an XTTS v2 folder.")
+    try:
+        vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+        if not isinstance(vocab.get("model", {}).get("vocab"), dict):
+            raise ValueError("no vocabulary")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path / 'vocab.json'} is not a tokenizer vocabulary ({error}); download the model again.") from None
+    for name in ("model.pth", "speakers_xtts.pth"):
+        # torch.save writes a zip archive; a truncated download fails this cheap check.
+        if not _is_complete_zip(path / name):
+            raise UserError(f"{path / name} is corrupt or truncated; download the model again.")
+    return path
+
+
+def _is_complete_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return len(archive.namelist()) > 0
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    torch_device: str  # "cpu" or "cuda"
+    name: str  # "NVIDIA H100 80GB HBM3" or "CPU (x86_64, 2 threads)"
+    # A sentence for the user when the choice is a compromise (no GPU): shown, not hidden.
+    warning: str | None = None
+
+
+def choose_device(requested: str = "auto") -> DeviceChoice:
+    import torch
+
+    if requested not in DEVICES:
+        raise UserError(f"Unknown device '{requested}'; choose one of: {', '.join(DEVICES)}.")
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return DeviceChoice("cuda", torch.cuda.get_device_name(0))
+    cpu_name = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    if requested == "cuda":
+        raise UserError("CUDA was asked for, but torch sees no NVIDIA GPU; use --device cpu or auto.")
+    if requested == "auto":
+        return DeviceChoice(
+            "cpu",
+            cpu_name,
+            warning="No CUDA GPU found: XTTS runs on the CPU, which is slower than real time on most machines.",
+        )
+    return DeviceChoice("cpu", cpu_name)
+
+
+def choose_precision(requested: str, device: str) -> str:
+    """fp32 unless asked otherwise; "auto" picks half precision for the GPT on CUDA."""
+    if requested not in PRECISIONS:
+        raise UserError(f"Unknown precision '{requested}'; choose one of: {', '.join(PRECISIONS)}.")
+    if requested == "auto":
+        return "fp16" if device == "cuda" else "fp32"
+    if requested == "fp16" and device != "cuda":
+        raise UserError("fp16 needs a CUDA GPU; on the CPU use bf16 or fp32.")
+    return requested
+
+
+@dataclass
+class LoadedModel:
+    """An XTTS v2 model loaded on a device, with what the app shows about it."""
+
+    xtts: Xtts
+    model_dir: Path
+    device: DeviceChoice
+    precision: str
+    is_random_weights: bool
+
+    sample_rate: int = OUTPUT_SAMPLE_RATE
+
+    @property
+    def torch_device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device.torch_device)
+
+    @property
+    def width(self) -> int:
+        return int(self.xtts.args.gpt_n_model_channels)
+
+    @contextlib.contextmanager
+    def gpt_autocast(self) -> Iterator[None]:
+        """The GPT's precision: autocast to bf16/fp16 when chosen, fp32 otherwise."""
+        import torch
+
+        if self.precision == "fp32":
+            yield
+            return
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(self.device.torch_device, dtype=dtype):
+            yield
+
+    def describe(self) -> str:
+        return f"{self.device.name}, {self.precision}"
+
+
+def load_model(
+    model_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+) -> LoadedModel:
+    """Check the folder, then load it with XttsConfig and Xtts.load_checkpoint: real or test model alike."""
+    location = locate_model(model_dir)
+    path = check_model_dir(location)
+    choice = choose_device(device)
+    chosen_precision = choose_precision(precision, choice.torch_device)
+    if choice.warning:
+        logger.warning(choice.warning)
+
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    xtts_config = XttsConfig()
+    try:
+        xtts_config.load_json(str(path / "config.json"))
+    except Exception as error:  # coqpit raises many kinds for a config it cannot read
+        raise UserError(f"{path / 'config.json'} cannot be used ({error}); download the model again.") from None
+    try:
+        model = Xtts.init_from_config(xtts_config)
+        model.load_checkpoint(xtts_config, checkpoint_dir=str(path), eval=True)
+    except (RuntimeError, KeyError, EOFError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "size mismatch" in str(error) or "Missing key" in str(error) or "Unexpected key" in str(error):
+            raise UserError(
+                f"{path / 'model.pth'} does not match {path / 'config.json'} ({first_line[:160]}); "
+                "download the model again."
+            ) from None
+        raise UserError(f"{path / 'model.pth'} cannot be loaded ({first_line[:160]}); download the model again.") from None
+    if model.speaker_manager is None:
+        raise UserError(f"{path / 'speakers_xtts.pth'} cannot be loaded; download the model again.")
+    vocab_size = model.tokenizer.get_number_tokens()
+    if vocab_size > model.args.gpt_number_text_tokens:
+        raise UserError(
+            f"{path / 'vocab.json'} has {vocab_size} tokens but the model expects at most "
+            f"{model.args.gpt_number_text_tokens}; the files come from different models."
+        )
+    try:
+        model.to(choice.torch_device)
+    except torch.cuda.OutOfMemoryError:
+        logger.warning("out of GPU memory while loading; falling back to the CPU")
+        torch.cuda.empty_cache()
+        model.to("cpu")
+        choice = DeviceChoice(
+            "cpu",
+            f"CPU ({platform.machine()})",
+            warning="The GPU ran out of memory while loading XTTS: running on the CPU instead.",
+        )
+        chosen_precision = choose_precision("auto", "cpu")
+    logger.info("loaded XTTS from %s on %s (%s)", path, choice.name, chosen_precision)
+    return LoadedModel(
+        xtts=model,
+        model_dir=path,
+        device=choice,
+        precision=chosen_precision,
+        is_random_weights=(path / "RANDOM_WEIGHTS").exists(),
+    )
