@@ -182,7 +182,7 @@ def load_model(
     choice = choose_device(device)
     chosen_precision = choose_precision(precision, choice.torch_device)
     if choice.warning:
-        logger.warning(choice.warning)
+        logger.info(choice.warning)
 
     import torch
     from TTS.tts.configs.xtts_config import XttsConfig
@@ -194,10 +194,16 @@ def load_model(
     except Exception as error:  # coqpit raises many kinds for a config it cannot read
         raise UserError(f"{path / 'config.json'} cannot be used ({error}); download the model again.") from None
     try:
-        model = Xtts.init_from_config(xtts_config)
+        model = Xtts(xtts_config)
         model.load_checkpoint(xtts_config, checkpoint_dir=str(path), eval=True)
     except (RuntimeError, KeyError, EOFError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "size mismatch for gpt.text_embedding" in str(error):
+            # coqui sizes the text embedding from vocab.json, so a foreign vocabulary shows here.
+            raise UserError(
+                f"{path / 'vocab.json'} does not match {path / 'model.pth'} (a different number of "
+                "text tokens); the files come from different models, download the model again."
+            ) from None
         if "size mismatch" in str(error) or "Missing key" in str(error) or "Unexpected key" in str(error):
             raise UserError(
                 f"{path / 'model.pth'} does not match {path / 'config.json'} ({first_line[:160]}); "
@@ -206,12 +212,6 @@ def load_model(
         raise UserError(f"{path / 'model.pth'} cannot be loaded ({first_line[:160]}); download the model again.") from None
     if model.speaker_manager is None:
         raise UserError(f"{path / 'speakers_xtts.pth'} cannot be loaded; download the model again.")
-    vocab_size = model.tokenizer.get_number_tokens()
-    if vocab_size > model.args.gpt_number_text_tokens:
-        raise UserError(
-            f"{path / 'vocab.json'} has {vocab_size} tokens but the model expects at most "
-            f"{model.args.gpt_number_text_tokens}; the files come from different models."
-        )
     try:
         model.to(choice.torch_device)
     except torch.cuda.OutOfMemoryError:

@@ -360,3 +360,18 @@ def resolve_voice(loaded: LoadedModel, library: VoiceLibrary, name: str | None) 
     raise UserError(
         f"Unknown voice '{name}'. Try one of: {', '.join(known)} (see 'xtts-desktop voices list')."
     )
+
+
+def builtin_speaker_names(model_dir: Path) -> list[str]:
+    """Names in speakers_xtts.pth without loading the model (weights_only: no code can run)."""
+    import torch
+
+    path = Path(model_dir) / "speakers_xtts.pth"
+    if not path.is_file():
+        return []
+    try:
+        speakers = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        logger.warning("cannot read %s: %s", path, error)
+        return []
+    return list(speakers) if isinstance(speakers, dict) else []
