@@ -152,6 +152,15 @@ class StreamStats:
         }
 
 
+# Speech runs near 15 characters a second and a GPT token is 46.4 ms: about 1.4 tokens a character.
+TOKENS_PER_CHARACTER = 1.4
+
+
+def random_weights_token_cap(characters: int) -> int:
+    """How many GPT tokens real speech of that many characters takes (random weights never stop)."""
+    return max(4, math.ceil(TOKENS_PER_CHARACTER * characters))
+
+
 def as_cancel_check(cancel: CancelCheck | threading.Event | None) -> CancelCheck:
     if cancel is None:
         return lambda: False
@@ -251,10 +260,14 @@ class Synthesizer:
 
     # ----- the GPT token loop -------------------------------------------------------------
 
-    def max_tokens(self, settings: GenerationSettings) -> int:
+    def max_tokens(self, settings: GenerationSettings, text_tokens: int | None = None) -> int:
+        """XTTS's own cap, the settings' cap, and for random weights (which rarely sample the
+        stop token) the length real speech of the text would have."""
         cap = int(self.gpt.max_gen_mel_tokens)
         if settings.max_tokens_per_segment:
             cap = min(cap, settings.max_tokens_per_segment)
+        elif self.loaded.is_random_weights and text_tokens is not None:
+            cap = min(cap, random_weights_token_cap(text_tokens))
         return cap
 
     def generate(
@@ -281,7 +294,7 @@ class Synthesizer:
         tokens = torch.tensor([text_tokens], dtype=torch.long, device=device)
         tokens = torch.nn.functional.pad(tokens, (0, 1), value=gpt.stop_text_token)
         tokens = torch.nn.functional.pad(tokens, (1, 0), value=gpt.start_text_token)
-        max_new = self.max_tokens(settings)
+        max_new = self.max_tokens(settings, len(text_tokens))
         vocab = gpt.mel_head.out_features
         # HF's repetition penalty also sees the placeholder id 1 and the start-audio id that
         # coqui puts in input_ids; keep a mask of every id seen so far.
