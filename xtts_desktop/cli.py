@@ -41,7 +41,8 @@ def setup_logging(verbose: bool = False) -> Path | None:
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     if not verbose:
-        console.addFilter(lambda record: record.name.startswith("xtts_desktop"))
+        # Our own warnings, one line each; tracebacks go to the log file only.
+        console.addFilter(lambda record: record.name.startswith("xtts_desktop") and not record.exc_info)
     root.addHandler(console)
     import warnings
 

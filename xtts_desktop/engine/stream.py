@@ -241,7 +241,9 @@ class Synthesizer:
 
     def encode(self, text: str, language: str) -> list[int]:
         """XTTS's own tokenizer on the text as XTTS's inference() prepares it."""
-        return self.xtts.tokenizer.encode(text.strip().lower(), lang=language)
+        # Whitespace collapsed: segments are exact slices and may hold line breaks, which
+        # coqui's Japanese path would keep.
+        return self.xtts.tokenizer.encode(" ".join(text.split()).lower(), lang=language)
 
     def token_count(self, language: str) -> Callable[[str], int]:
         return lambda text: len(self.encode(text, language))
