@@ -35,7 +35,7 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     # Refresh the package lists only when there are none (a fresh container) or the
     # install fails on stale ones.
-    if ! compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null; then
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
         log "apt-get update (no package lists yet)"
         apt-get update -q </dev/null
     fi

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -19,10 +18,9 @@ from tests.pulse import (
     active_span,
     align,
     correlation,
+    delayed,
     find_sink_input,
     kill_sink_input,
-    pulse_available,
-    pulse_unavailable_reason,
     requires_pulse,
     wait_until,
 )
@@ -399,7 +397,14 @@ def test_a_device_failure_releases_the_writer_with_an_error(failure) -> None:
         assert player.samples_played == tone(0.2).shape[0]
 
 
-def test_pulse_helpers_report_why_they_skip() -> None:
-    # The skip reason tells people how to get the real tests to run.
-    assert re.search(r"make test", pulse_unavailable_reason())
-    assert isinstance(pulse_available(), bool)
+def test_align_finds_a_delay_to_a_fraction_of_a_sample() -> None:
+    """The helper the recording tests (here, GUI and CLI) rely on."""
+    signal = chirp(0.5)
+    rng = np.random.default_rng(3)
+    recording = rng.normal(0, 0.01, RATE).astype(np.float32)
+    recording[1234 : 1234 + signal.shape[0]] += delayed(signal, 0.3)
+    alignment = align(signal, recording)
+    assert alignment.offset == 1234
+    assert alignment.fraction == pytest.approx(0.3, abs=0.1)
+    assert alignment.correlation > 0.99
+    assert align(signal, rng.normal(0, 0.1, RATE)).correlation < 0.2
