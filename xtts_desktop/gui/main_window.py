@@ -939,8 +939,8 @@ class MainWindow(QMainWindow):
     def toggle_play_pause(self) -> None:
         job = self.play_job
         player = job.player if job is not None else None
-        if job is None:
-            self.start_reading("auto")
+        if job is None or job.text_changed:
+            self.start_reading("auto")  # new text: Play reads it, cancelling the old job
         elif player is None:
             return  # starting: the next press pauses
         elif self._play_state == "paused":
