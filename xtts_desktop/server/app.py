@@ -419,6 +419,8 @@ class PcmStreamResponse:
             if started:
                 # Returning without the final empty body makes the server drop the connection:
                 # the client sees a truncated body rather than audio that silently stops.
+                if isinstance(error, Cancelled):
+                    return
                 logger.warning(
                     "job %d: stream cut short (%s)", self.job.number, type(error).__name__
                 )
