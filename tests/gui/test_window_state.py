@@ -1,0 +1,78 @@
+"""The window without a model, its settings (kept, corrupt), and keys that must not misfire."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtWidgets import QComboBox, QLabel, QSlider, QTextEdit, QToolButton
+
+from tests.gui.conftest import MODEL_TIMEOUT_MS
+from xtts_desktop import config
+
+
+def test_without_a_model_the_window_opens_and_says_how_to_get_one(make_window, qtbot, tmp_path):
+    missing = tmp_path / "no-model-here"
+    window = make_window(model_dir=missing, device="cpu")
+    with qtbot.waitSignal(window.modelFailed, timeout=MODEL_TIMEOUT_MS) as failed:
+        pass
+    message = failed.args[0]
+    assert str(missing) in message and "xtts-desktop download" in message
+    assert window.message_bar.text() == message  # shown in the window, not a dialog
+    assert window.findChild(QLabel, "modelStateLabel").text() == "No model"
+    play = window.findChild(QToolButton, "playButton")
+    assert not play.isEnabled()
+    assert not window.findChild(QToolButton, "exportButton").isEnabled()
+    # Play by keyboard does nothing but say why.
+    window.start_reading()
+    assert window.play_job is None
+    # The hook the download dialog will take over shows the same advice.
+    window.message_bar.dismiss()
+    window.show_model_setup()
+    assert window.message_bar.text() == message
+
+
+def test_space_types_into_the_text_instead_of_playing(make_window, qtbot, tmp_path):
+    window = make_window(model_dir=tmp_path / "none", device="cpu")
+    window.show()
+    qtbot.waitExposed(window)
+    text = window.findChild(QTextEdit, "textEdit")
+    text.setFocus()
+    qtbot.waitUntil(text.hasFocus)
+    qtbot.keyClicks(text, "a b")
+    assert text.toPlainText() == "a b"
+    assert window.play_job is None
+
+
+def test_settings_persist_across_two_windows(make_window, qtbot, tmp_path):
+    first = make_window(model_dir=tmp_path / "none", device="cpu")
+    languages = first.findChild(QComboBox, "languageCombo")
+    assert languages.count() == 17
+    languages.setCurrentIndex(languages.findText("German"))
+    first.findChild(QSlider, "speedSlider").setValue(150)
+    first.resize(640, 470)
+    first.close()
+    saved = json.loads(config.settings_path().read_text(encoding="utf-8"))
+    assert saved["language"] == "de" and saved["speed"] == 1.5
+
+    second = make_window(model_dir=tmp_path / "none", device="cpu")
+    assert second.findChild(QComboBox, "languageCombo").currentText() == "German"
+    assert second.findChild(QSlider, "speedSlider").value() == 150
+    assert second.current_speed() == 1.5
+    assert (second.width(), second.height()) == (640, 470)
+
+
+def test_a_corrupt_settings_file_is_moved_aside_with_a_message(make_window, qtbot, tmp_path):
+    path = config.settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"language": "fr", "speed": ', encoding="utf-8")
+    window = make_window(model_dir=tmp_path / "none", device="cpu")
+    assert "unreadable" in window.message_bar.text()
+    assert window.message_bar.isVisibleTo(window)
+    aside = list(path.parent.glob("settings.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8").startswith('{"language"')
+    # Defaults, not the half-written values.
+    assert window.findChild(QComboBox, "languageCombo").currentData() == "en"
+    assert window.current_speed() == 1.0
+    window.findChild(QComboBox, "languageCombo").setCurrentIndex(2)
+    window.close()
+    assert json.loads(path.read_text(encoding="utf-8"))["language"] == "fr"
