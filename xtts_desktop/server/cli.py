@@ -106,7 +106,10 @@ def open_listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
-    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_VARIABLE)
+    key = args.api_key
+    if key is None:
+        # An empty variable counts as unset, as shells and service files often leave it.
+        key = os.environ.get(API_KEY_VARIABLE) or None
     if key is None:
         return None
     key = key.strip()
@@ -164,7 +167,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=3,
             server_header=False,
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn has already shut down gracefully; it re-raises the Ctrl+C it caught.
+            pass
     finally:
         sock.close()
+    eprint("Server stopped.")
     return 0
