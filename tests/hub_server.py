@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from xtts_desktop.download import MODEL_FILES, REPO_ID
 
@@ -24,11 +24,14 @@ class SeenRequest:
     server: str  # "hub" or "cdn"
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
 
     @property
     def filename(self) -> str:
-        return unquote(self.path.split("?")[0].rsplit("/", 1)[-1])
+        """The model file asked for (CDN addresses carry it as ?name=)."""
+        parts = urlsplit(self.path)
+        named = parse_qs(parts.query).get("name")
+        return named[0] if named else unquote(parts.path.rsplit("/", 1)[-1])
 
 
 @dataclass
@@ -115,7 +118,8 @@ class FakeHub:
         return [
             r
             for r in found
-            if (method is None or r.method == method) and (filename is None or r.filename == filename)
+            if (method is None or r.method == method)
+            and (filename is None or r.filename == filename)
         ]
 
     # -- the server ------------------------------------------------------------------------
@@ -138,7 +142,8 @@ class FakeHub:
         return Handler
 
     def _answer(self, handler: BaseHTTPRequestHandler, role: str, head: bool) -> None:
-        request = SeenRequest(role, handler.command, handler.path, dict(handler.headers.items()))
+        headers = {key.lower(): value for key, value in handler.headers.items()}
+        request = SeenRequest(role, handler.command, handler.path, headers)
         with self._lock:
             self.requests.append(request)
         path = urlsplit(handler.path).path

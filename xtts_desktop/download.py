@@ -74,6 +74,16 @@ PROGRESS_INTERVAL_S = 0.1
 SPEED_WINDOW_S = 3.0
 LIBRARY_NAME = "xtts-desktop"
 
+
+def _library_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(LIBRARY_NAME)
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
 ProgressCallback = Callable[["DownloadProgress"], None]
 
 
@@ -655,6 +665,7 @@ def _plan(
                 url,
                 token=hub.token or False,
                 library_name=LIBRARY_NAME,
+                library_version=_library_version(),
                 endpoint=hub.endpoint,
                 timeout=CONNECT_TIMEOUT_S + READ_TIMEOUT_S,
             )
@@ -836,6 +847,7 @@ def _stream_once(
     headers = build_hf_headers(
         token=(hub.token or False) if item.same_host else False,
         library_name=LIBRARY_NAME,
+        library_version=_library_version(),
         headers={"Accept-Encoding": "identity"},
     )
     if offset:

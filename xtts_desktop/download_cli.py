@@ -46,7 +46,7 @@ def _eprint(*parts: Any) -> None:
 
 def _show_license(download: Any) -> None:
     _eprint(f"XTTS v2 is licensed under the {download.LICENSE_NAME}.")
-    for line in textwrap.wrap(download.LICENSE_SUMMARY, width=88):
+    for line in textwrap.wrap(download.LICENSE_SUMMARY, width=88, break_on_hyphens=False):
         _eprint(f"  {line}")
     _eprint(f"  Full text: {download.LICENSE_URL} (copy: {download.LICENSE_MIRROR_URL})")
 
