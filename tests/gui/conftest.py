@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,6 +50,34 @@ def ready_window(make_window, qtbot, tiny_model) -> object:
     window.worker.generation_overrides = {"first_chunk_tokens": 4, "chunk_tokens": 8}
     qtbot.waitUntil(lambda: window.is_model_ready, timeout=MODEL_TIMEOUT_MS)
     return window
+
+
+class SignalLog:
+    """Every emission of a signal with its arguments and time, from any thread.
+
+    The worker's signals come from its own thread; pytest-qt's waitSignal would then stop
+    its timer from that thread, so tests record emissions here and wait with waitUntil.
+    """
+
+    def __init__(self, signal) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[tuple[float, tuple]] = []
+        signal.connect(self._record)
+
+    def _record(self, *args) -> None:
+        with self._lock:
+            self._calls.append((time.perf_counter(), args))
+
+    @property
+    def calls(self) -> list[tuple[float, tuple]]:
+        with self._lock:
+            return list(self._calls)
+
+    def args(self) -> list[tuple]:
+        return [args for _, args in self.calls]
+
+    def first(self, predicate: Callable[..., bool]) -> tuple | None:
+        return next((args for args in self.args() if predicate(*args)), None)
 
 
 def rms(samples: np.ndarray) -> float:

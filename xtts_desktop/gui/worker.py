@@ -297,6 +297,8 @@ class SynthesisWorker(QObject):
                     chunk.start,
                     chunk.end,
                 )
+                if cancelled():  # the stream checks between tokens; a decode may end after
+                    raise Cancelled()
                 self.chunkQueued.emit(job_id, span)
                 written = player.write(chunk.samples, cancelled=cancelled)
                 # Checked after the write too: audio written once the job went stale sits in
