@@ -141,7 +141,7 @@ class Bench:
         return random_weights_token_cap(len(self.synthesizer.encode(segment_text, self.language)))
 
     def run_stock(self) -> RunRecord:
-        """coqui's inference_stream, chunk 20, sentence by sentence, as peers run it."""
+        """coqui's inference_stream, chunk 20, sentence by sentence, fp32, as peers run it."""
         import torch
 
         xtts = self.loaded.xtts
@@ -163,7 +163,7 @@ class Bench:
         audio = 0
         with _peak_memory(record, self.device), _timed_calls(
             gpt.gpt_inference, gpt_step, self._sync
-        ), _timed_calls(xtts.hifigan_decoder, decode, self._sync), self.loaded.gpt_autocast():
+        ), _timed_calls(xtts.hifigan_decoder, decode, self._sync):
             for segment in self.segments:
                 cap = self.token_cap(segment.text)
                 gpt.max_gen_mel_tokens = min(cap, original_cap) if cap is not None else original_cap
@@ -232,11 +232,25 @@ class Bench:
                 part, previous, overlap = xtts.handle_chunks(wav.squeeze(), previous, overlap, 1024, is_final=end == total)
                 stock_parts.append(part.float().cpu().numpy())
         stock = np.concatenate(stock_parts)
-        return {
+        report = {
             "snr_vs_full_decode_db": snr_db(ours, full),
             "stock_snr_vs_full_decode_db": snr_db(stock, full),
             "snr_tokens": int(total),
         }
+        if self.loaded.precision != "fp32":
+            # The faster precision against fp32 on the same (fp32 greedy) tokens.
+            import dataclasses
+
+            from xtts_desktop.engine.stream import Synthesizer
+
+            fp32 = Synthesizer(dataclasses.replace(self.loaded, precision="fp32"))
+            tokens, reference = fp32.synthesize_segment_tokens(segment.text, self.voice, self.language, settings)
+            fast = self.synthesizer.latents_for_tokens(segment.text, tokens, self.voice, self.language)
+            report["precision_snr_latents_db"] = snr_db(fast.flatten().numpy(), reference.flatten().numpy())
+            report["precision_snr_audio_db"] = snr_db(
+                fp32.decode_full(fast, self.voice), fp32.decode_full(reference, self.voice)
+            )
+        return report
 
 
 def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
@@ -338,6 +352,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         snr = bench.snr_report()
     stock, ours = _median(stock_runs), _median(our_runs)
     ours["snr_vs_full_decode_db"] = snr["snr_vs_full_decode_db"]
+    for key in ("precision_snr_latents_db", "precision_snr_audio_db"):
+        if key in snr:
+            ours[key] = snr[key]
     stock["snr_vs_full_decode_db"] = snr["stock_snr_vs_full_decode_db"]
     ratios = {
         key: _ratio(ours[key], stock[key])

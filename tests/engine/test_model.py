@@ -116,7 +116,10 @@ def test_device_policy_without_cuda():
 
 
 def test_precision_policy():
-    assert choose_precision("auto", "cpu") == "fp32"
+    from xtts_desktop.engine.model import int8_weights_supported
+
+    assert int8_weights_supported(), "torch 2.9's CPU int8 weight kernel should be there"
+    assert choose_precision("auto", "cpu") == "int8"
     assert choose_precision("auto", "cuda") == "fp16"
     assert choose_precision("bf16", "cpu") == "bf16"
     with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):

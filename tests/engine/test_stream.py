@@ -186,3 +186,22 @@ def test_every_language_tokenizes(synthesizer, language):
     tag = "[zh-cn]" if language == "zh-cn" else f"[{language}]"
     assert tokens[0] == vocab[tag]
     assert len(tokens) > 3
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_faster_precisions_keep_the_sound(tiny_model, builtin_voice, greedy, precision):
+    """Same greedy tokens, fp32 against the faster precision: latents and audio stay close."""
+    import dataclasses
+
+    from xtts_desktop.engine.stream import Synthesizer as Engine
+
+    fp32 = Engine(tiny_model)
+    tokens, reference = fp32.synthesize_segment_tokens(TEXT, builtin_voice, "en", greedy)
+    fast = Engine(dataclasses.replace(tiny_model, precision=precision))
+    latents = fast.latents_for_tokens(TEXT, tokens, builtin_voice, "en")
+    assert latents.shape == reference.shape
+    latent_snr = snr_db(latents.flatten().numpy(), reference.flatten().numpy())
+    audio_snr = snr_db(fp32.decode_full(latents, builtin_voice), fp32.decode_full(reference, builtin_voice))
+    floor = 40 if precision == "int8" else 25
+    assert latent_snr > floor, latent_snr
+    assert audio_snr > floor, audio_snr

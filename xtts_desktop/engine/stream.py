@@ -43,14 +43,15 @@ class GenerationSettings:
     speed: float = 1.0
     seed: int | None = None
     greedy: bool = False
-    # A small first chunk so the first audio comes soon; larger ones after it.
+    # A small first chunk so the first audio comes soon; each later chunk doubles, up to
+    # chunk_tokens, so the audio ahead grows faster than the wait for the next chunk.
     first_chunk_tokens: int = 6
     chunk_tokens: int = 24
     # Caps the GPT tokens of one segment (benchmarks, random weights that never stop).
     max_tokens_per_segment: int | None = None
     sentence_pause_s: float = 0.2
-    # HiFiGAN frames decoded on each side of a window: 8 already reproduces the full decode at >100 dB.
-    decoder_context_frames: int = 10
+    # HiFiGAN frames decoded on each side of a window: 8 reproduces the full decode at >100 dB.
+    decoder_context_frames: int = 8
 
     @classmethod
     def from_model(cls, loaded: LoadedModel, **overrides: Any) -> GenerationSettings:
@@ -280,23 +281,33 @@ class Synthesizer:
         cancel: CancelCheck | threading.Event | None = None,
         stats: StreamStats | None = None,
         generator: torch.Generator | None = None,
+        forced_tokens: list[int] | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (token, latent) per GPT step, the latent being the one XTTS's decoder reads.
 
         A KV-cached loop over coqui's GPT2 that feeds the same embeddings as coqui's
         GPT2InferenceModel and processes logits as Hugging Face's generate() does, so greedy
-        decoding reproduces ``Xtts.inference(do_sample=False)`` token for token.
+        decoding reproduces ``Xtts.inference(do_sample=False)`` token for token. With
+        ``forced_tokens`` it follows those tokens instead (to compare precisions on the same
+        tokens).
         """
         import torch
 
         check = as_cancel_check(cancel)
         gpt = self.gpt
+        step_transformer = self.loaded.gpt_transformer
+        # int8 weights pay off one token at a time; the long prefix runs faster on the fp32
+        # weights, and both fill the same fp32 KV cache.
+        prefix_transformer = gpt.gpt if self.loaded.precision == "int8" else step_transformer
+        dtype = self.loaded.gpt_dtype
         device = self.loaded.torch_device
         cond = voice.gpt_cond_latent.to(device)
         tokens = torch.tensor([text_tokens], dtype=torch.long, device=device)
         tokens = torch.nn.functional.pad(tokens, (0, 1), value=gpt.stop_text_token)
         tokens = torch.nn.functional.pad(tokens, (1, 0), value=gpt.start_text_token)
         max_new = self.max_tokens(settings, len(text_tokens))
+        if forced_tokens is not None:
+            max_new = len(forced_tokens)
         vocab = gpt.mel_head.out_features
         # HF's repetition penalty also sees the placeholder id 1 and the start-audio id that
         # coqui puts in input_ids; keep a mask of every id seen so far.
@@ -305,7 +316,7 @@ class Synthesizer:
         seen[gpt.start_audio_token] = True
         stop = gpt.stop_audio_token
         cache = None
-        with torch.inference_mode(), self.loaded.gpt_autocast():
+        with torch.inference_mode():
             text_emb = gpt.text_embedding(tokens) + gpt.text_pos_embedding(tokens)
             start = torch.full((1, 1), gpt.start_audio_token, dtype=torch.long, device=device)
             start_emb = gpt.mel_embedding(start) + gpt.mel_pos_embedding(start)
@@ -314,15 +325,20 @@ class Synthesizer:
                 if check():
                     raise Cancelled()
                 began = time.perf_counter()
-                out = gpt.gpt(inputs_embeds=step_input, past_key_values=cache, use_cache=True, return_dict=True)
+                transformer = prefix_transformer if cache is None else step_transformer
+                out = transformer(
+                    inputs_embeds=step_input.to(dtype), past_key_values=cache, use_cache=True, return_dict=True
+                )
                 cache = out.past_key_values
-                latent = gpt.final_norm(out.last_hidden_state[:, -1])
-                logits = gpt.mel_head(latent).float()
-                token = self._pick(logits, seen, settings, generator)
+                latent = gpt.final_norm(out.last_hidden_state[:, -1].float())
+                if forced_tokens is not None:
+                    token = forced_tokens[position - 1]
+                else:
+                    token = self._pick(gpt.mel_head(latent), seen, settings, generator)
                 if stats is not None:
                     stats.tokens += 1
                     stats.gpt_seconds += time.perf_counter() - began
-                yield token, latent.float()
+                yield token, latent
                 if token == stop:
                     return
                 seen[token] = True
@@ -482,7 +498,8 @@ class Synthesizer:
             if len(latents) >= next_cut:
                 audio = self._timed_decode(decoder, latents, final=False, stats=stats)
                 if audio is not None and len(audio):
-                    next_cut = len(latents) + settings.chunk_tokens
+                    step = min(settings.chunk_tokens, max(settings.first_chunk_tokens, len(latents)))
+                    next_cut = len(latents) + step
                     yield audio, False
         audio = self._timed_decode(decoder, latents, final=True, stats=stats)
         yield (audio if audio is not None else np.zeros(0, dtype=np.float32)), True
@@ -520,6 +537,16 @@ class Synthesizer:
         tokens = [token for token, _ in pairs]
         latents = torch.stack([latent for _, latent in pairs], dim=1) if pairs else torch.zeros(1, 0, self.loaded.width)
         return tokens, latents
+
+    def latents_for_tokens(
+        self, segment_text: str, tokens: list[int], voice: Voice, language: str
+    ) -> torch.Tensor:
+        """The latents this engine's precision gives for given tokens (teacher-forced)."""
+        import torch
+
+        settings = GenerationSettings(greedy=True)
+        pairs = list(self.generate(self.encode(segment_text, language), voice, settings, forced_tokens=tokens))
+        return torch.stack([latent for _, latent in pairs], dim=1)
 
     def warm_up(self, voice: Voice, language: str = "en") -> None:
         """A few tokens and one decode, so the first Play is as fast as the second."""
