@@ -96,7 +96,7 @@ def loudest_window_rms(samples: np.ndarray, rate: int, seconds: float = 0.1) -> 
 def drop_files(widget, paths: list[Path], *, with_text: bool = True) -> bool:
     """A real drag-enter, drag-move and drop of file URLs on ``widget``; returns whether the
     drop was accepted. Like a file manager, the data also carries the paths as text."""
-    from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
@@ -108,9 +108,9 @@ def drop_files(widget, paths: list[Path], *, with_text: bool = True) -> bool:
     action = Qt.DropAction.CopyAction
     buttons = Qt.MouseButton.LeftButton
     modifiers = Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(QPoint(center), action, mime, buttons, modifiers)
+    enter = QDragEnterEvent(QPointF(center), action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, enter)
-    move = QDragMoveEvent(QPoint(center), action, mime, buttons, modifiers)
+    move = QDragMoveEvent(QPointF(center), action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, move)
     drop = QDropEvent(QPointF(center), action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, drop)
