@@ -48,7 +48,8 @@ class FakeHub:
     """Serves ``model_dir``'s files as ``repo_id`` at one commit, the way the Hub does.
 
     Faults: ``drop_after[name] = n`` cuts the connection after n body bytes of the next GET of
-    that file (once); ``corrupt`` serves altered bytes under the original checksum;
+    that file (once); ``hold_after[name] = n`` sends n bytes of the next GET, then waits for
+    ``release`` (once); ``corrupt`` serves altered bytes under the original checksum;
     ``required_token`` answers 401 (gated) to requests without that bearer token.
     """
 
@@ -57,11 +58,14 @@ class FakeHub:
     files: tuple[str, ...] = MODEL_FILES
     commit: str = field(default_factory=lambda: secrets.token_hex(20))
     drop_after: dict[str, int] = field(default_factory=dict)
+    hold_after: dict[str, int] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)
     required_token: str | None = None
 
     def __post_init__(self) -> None:
         self.requests: list[SeenRequest] = []
+        self.release = threading.Event()
+        self.holding = threading.Event()  # set while a GET waits for `release`
         self.body_bytes: dict[str, int] = {}
         self._lock = threading.Lock()
         self.served: dict[str, _Served] = {}
@@ -91,12 +95,15 @@ class FakeHub:
 
     def start(self) -> FakeHub:
         for server in (self._hub, self._cdn):
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
     def stop(self) -> None:
+        if not self._threads:
+            return
+        self.release.set()
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
@@ -222,6 +229,7 @@ class FakeHub:
             return
         with self._lock:
             cut_at = self.drop_after.pop(served.name, None)
+            hold_at = self.hold_after.pop(served.name, None)
         flip_at = served.size // 2 if served.name in self.corrupt else None
         sent = 0
         with open(served.path, "rb") as source:
@@ -233,6 +241,11 @@ class FakeHub:
                     block = block[:index] + bytes([block[index] ^ 0xFF]) + block[index + 1 :]
                 if cut_at is not None and sent + len(block) >= cut_at:
                     block = block[: cut_at - sent]
+                if hold_at is not None and sent >= hold_at:
+                    hold_at = None
+                    self.holding.set()
+                    self.release.wait(timeout=60)
+                    self.holding.clear()
                 try:
                     handler.wfile.write(block)
                 except (BrokenPipeError, ConnectionResetError):
@@ -244,3 +257,16 @@ class FakeHub:
                     break
         with self._lock:
             self.body_bytes[served.name] = self.body_bytes.get(served.name, 0) + sent
+
+
+def point_hugging_face_at(server: FakeHub, monkeypatch, hf_home: Path) -> None:
+    """HF_ENDPOINT at the fake Hub, a fresh HF_HOME, no token, not offline; coqui's switch
+    restored after the test (agreeing sets it in os.environ)."""
+    from xtts_desktop.download import COQUI_TOS_SWITCH
+
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    for name in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(COQUI_TOS_SWITCH, "")
+    monkeypatch.delenv(COQUI_TOS_SWITCH)

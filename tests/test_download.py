@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_server import FakeHub
+from tests.hub_server import FakeHub, point_hugging_face_at
 from xtts_desktop import download
 from xtts_desktop.errors import Cancelled, UserError
 
@@ -22,13 +22,7 @@ from xtts_desktop.errors import Cancelled, UserError
 def hub(tiny_model_dir, tmp_path, monkeypatch):
     """A fake Hub serving the tiny model, with the Hugging Face settings pointed at it."""
     server = FakeHub(tiny_model_dir).start()
-    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for name in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    # record_agreement() sets coqui's switch in os.environ: give it back after each test.
-    monkeypatch.setenv(download.COQUI_TOS_SWITCH, "")
-    monkeypatch.delenv(download.COQUI_TOS_SWITCH)
+    point_hugging_face_at(server, monkeypatch, tmp_path / "hf-home")
     yield server
     server.stop()
 

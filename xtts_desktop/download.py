@@ -396,6 +396,17 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache now: HF_HUB_CACHE, else HF_HOME/hub, else the default."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.path.expandvars(os.environ["HF_HUB_CACHE"])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
 def hub_settings() -> HubSettings:
     """HF_ENDPOINT, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE and HF_TOKEN as they are now.
 
@@ -405,30 +416,20 @@ def hub_settings() -> HubSettings:
     from huggingface_hub import constants, get_token
 
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-    if os.environ.get("HF_HUB_CACHE"):
-        cache = Path(os.path.expandvars(os.environ["HF_HUB_CACHE"])).expanduser()
-    elif os.environ.get("HF_HOME"):
-        cache = Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
-    else:
-        cache = Path(constants.HF_HUB_CACHE)
     offline = constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE"))
     try:
         token = get_token()
-    except (
-        Exception
-    ) as error:  # a broken token setup (OIDC exchange) should not hide the real problem
+    except Exception as error:  # a broken token setup (OIDC) must not hide the real problem
         logger.warning("could not read a Hugging Face token (%s); going on without one", error)
         token = None
-    return HubSettings(endpoint=endpoint, cache_dir=cache, offline=offline, token=token)
+    return HubSettings(endpoint=endpoint, cache_dir=hub_cache_dir(), offline=offline, token=token)
 
 
 def default_download_dir(repo_id: str = REPO_ID) -> Path:
     """The repository's folder in the Hugging Face cache (snapshots/<commit> holds the files)."""
     from huggingface_hub import constants
 
-    return hub_settings().cache_dir / constants.REPO_ID_SEPARATOR.join(
-        ["models", *repo_id.split("/")]
-    )
+    return hub_cache_dir() / constants.REPO_ID_SEPARATOR.join(["models", *repo_id.split("/")])
 
 
 OFFLINE_MESSAGE = (

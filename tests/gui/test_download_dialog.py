@@ -75,6 +75,15 @@ def test_cancel_keeps_the_partial_file_and_download_resumes(hub, make_dialog, qt
 
     qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(hub.holding.is_set, timeout=TIMEOUT_MS)
+    # Everything the server sent before holding is written, so there is something to keep.
+    work = target / ".download"
+    qtbot.waitUntil(
+        lambda: (
+            sum(p.stat().st_size for p in work.glob("model.pth.*.incomplete"))
+            == 3 * download.BLOCK_SIZE
+        ),
+        timeout=TIMEOUT_MS,
+    )
     qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     assert "Cancelling" in dialog.status_label.text()
     assert not dialog.cancel_button.isEnabled()
@@ -87,7 +96,7 @@ def test_cancel_keeps_the_partial_file_and_download_resumes(hub, make_dialog, qt
     partial = list((target / ".download").glob("model.pth.*.incomplete"))
     assert len(partial) == 1
     kept = partial[0].stat().st_size
-    assert kept > 0
+    assert kept == 3 * download.BLOCK_SIZE
     assert dialog.download_button.isEnabled()
     assert dialog.download_button.text() == "Resume download"
 
@@ -134,5 +143,7 @@ def test_use_a_model_folder(hub, make_dialog, qtbot, monkeypatch, tiny_model_dir
     with qtbot.waitSignal(dialog.modelReady, timeout=TIMEOUT_MS) as ready:
         qtbot.mouseClick(dialog.folder_button, Qt.MouseButton.LeftButton)
     assert ready.args == [str(good)]
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=TIMEOUT_MS)
+    assert dialog.result() == QDialog.DialogCode.Accepted
     assert download.read_model_record().model_dir == good
     assert hub.seen() == []  # a folder on disk needs no network

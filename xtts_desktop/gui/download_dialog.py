@@ -250,7 +250,9 @@ class DownloadDialog(QDialog):
         job.succeeded.connect(self._on_succeeded)
         job.failed.connect(self._on_failed)
         job.cancelled.connect(self._on_cancelled)
-        job.done.connect(thread.quit)
+        # Direct: QThread.quit is thread-safe, and a GUI thread waiting in shutdown() could not
+        # deliver a queued call.
+        job.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(self._on_thread_finished)
         self._thread, self._job = thread, job
         self._update_buttons()
