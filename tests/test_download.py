@@ -6,9 +6,11 @@ import filecmp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -247,6 +249,49 @@ def test_cli_without_agreement_and_without_a_terminal_exits_2_without_a_request(
     assert "Traceback" not in done.stderr
     assert hub.seen() == []
     assert not download.has_agreed()
+
+
+def wait_until(condition, timeout_s: float = 60.0) -> None:
+    """Poll a condition (another process's file) until it holds, or fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        threading.Event().wait(0.02)
+
+
+def test_cli_ctrl_c_stops_cleanly_and_keeps_the_partial_file(agreed, tmp_path):
+    target = tmp_path / "model"
+    agreed.hold_after["model.pth"] = 2 * download.BLOCK_SIZE
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xtts_desktop", "download", "--dir", str(target)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert agreed.holding.wait(60)
+        work = target / ".download"
+        wait_until(
+            lambda: (
+                sum(p.stat().st_size for p in work.glob("model.pth.*.incomplete"))
+                == 2 * download.BLOCK_SIZE
+            )
+        )
+        process.send_signal(signal.SIGINT)
+        agreed.release.set()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "cancelled" in err and "resumes" in err and "Traceback" not in err
+    assert not (target / "model.pth").exists()
+    partial = list((target / ".download").glob("model.pth.*.incomplete"))
+    assert [p.stat().st_size for p in partial] == [2 * download.BLOCK_SIZE]
+    assert not download.model_record_path().exists()
 
 
 def test_cli_use_folder_checks_and_records_without_copying(tiny_model_dir, tmp_path):

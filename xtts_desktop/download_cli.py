@@ -131,6 +131,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     _eprint(f"Downloading XTTS v2 ({download.REPO_ID}) into {target or 'the Hugging Face cache'}…")
 
     cancel = threading.Event()
+    finished = threading.Event()
     bar = _Bar()
     outcome: dict[str, Any] = {}
 
@@ -139,22 +140,26 @@ def cmd_download(args: argparse.Namespace) -> int:
             outcome["result"] = download.download_model(target, progress=bar, cancel=cancel)
         except BaseException as error:  # handed to the main thread as it is
             outcome["error"] = error
+        finally:
+            finished.set()
 
     # The download runs beside the main thread, so Ctrl+C here sets `cancel` and the download
-    # stops between two blocks with its files closed and the partial file kept.
-    worker = threading.Thread(target=work, name="xtts-download", daemon=True)
-    worker.start()
+    # stops between two blocks with its files closed and the partial file kept. (An Event, not
+    # Thread.join: a join interrupted by Ctrl+C can report a live thread as finished.)
+    threading.Thread(target=work, name="xtts-download", daemon=True).start()
     interrupted = False
-    while worker.is_alive():
+    while not finished.is_set():
         try:
-            worker.join(0.2)
+            finished.wait(0.2)
         except KeyboardInterrupt:
+            if not interrupted:
+                _eprint("\nStopping…")
             interrupted = True
             cancel.set()
     bar.close()
     error = outcome.get("error")
-    if isinstance(error, Cancelled) or (interrupted and error is None and "result" not in outcome):
-        _eprint(f"Stopped. {error or 'The download was cancelled.'}")
+    if isinstance(error, Cancelled):
+        _eprint(f"Stopped. {error}")
         return 130
     if error is not None:
         raise error
