@@ -75,3 +75,15 @@ def speech_sample(tmp_path_factory) -> Path:
         check=True,
     )  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session")
+def awake_sink():
+    """Keeps the default null sink rendering in small blocks for the whole session (an idle
+    null sink holds a new stream for up to 2 s, which would inflate time to first audio)."""
+    from tests.pulse import keep_sink_awake, pulse_available
+
+    if not pulse_available():
+        pytest.skip("PulseAudio is not running: run the tests with `make test`")
+    with keep_sink_awake():
+        yield

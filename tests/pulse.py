@@ -343,3 +343,18 @@ def active_span(samples: np.ndarray, rate: int, threshold: float = 0.01) -> tupl
     if loud.size == 0:
         return 0, 0
     return int(loud[0]), int(loud[-1]) + 1
+
+
+@contextlib.contextmanager
+def private_sink(name: str) -> Iterator[str]:
+    """A null sink of one's own, kept awake: a process started with PULSE_SINK=name plays
+    there, so its recording holds no other test's sound."""
+    loaded = _pactl("load-module", "module-null-sink", f"sink_name={name}")
+    if loaded.returncode != 0:
+        raise RuntimeError(f"cannot create the sink {name}: {loaded.stderr.strip()}")
+    module = loaded.stdout.strip()
+    try:
+        with keep_sink_awake(name):
+            yield name
+    finally:
+        _pactl("unload-module", module)

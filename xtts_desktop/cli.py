@@ -22,10 +22,18 @@ logger = logging.getLogger("xtts_desktop")
 # ----- logging ------------------------------------------------------------------------------
 
 
+_installed_handlers: list[logging.Handler] = []
+
+
 def setup_logging(verbose: bool = False) -> Path | None:
     """Everything to the log file; only our own warnings (or all, with -v) to stderr."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     root = logging.getLogger()
+    # Idempotent: main() may run more than once in a process (tests, the window's restart).
+    while _installed_handlers:
+        handler = _installed_handlers.pop()
+        root.removeHandler(handler)
+        handler.close()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     log_file = None
     try:
@@ -35,6 +43,7 @@ def setup_logging(verbose: bool = False) -> Path | None:
         handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=2, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+        _installed_handlers.append(handler)
     except OSError:
         log_file = None
     console = logging.StreamHandler(sys.stderr)
@@ -44,6 +53,7 @@ def setup_logging(verbose: bool = False) -> Path | None:
         # Our own warnings, one line each; tracebacks go to the log file only.
         console.addFilter(lambda record: record.name.startswith("xtts_desktop") and not record.exc_info)
     root.addHandler(console)
+    _installed_handlers.append(console)
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -343,7 +353,7 @@ def _add_model_options(parser: argparse.ArgumentParser, top_level: bool = False)
     parser.add_argument(
         "--precision",
         default=default("auto"),
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=["auto", "fp32", "int8", "bf16", "fp16"],
         help="GPT precision (default: auto)",
     )
 
