@@ -605,15 +605,21 @@ def download_model(
         else:
             _fetch(hub, item, place, tracker, cancel, index)
         if place.link is not None:
-            _link(place.final, place.link)
+            try:
+                _link(place.final, place.link)
+            except OSError as error:
+                raise UserError(_os_error_message(error, place.link)) from None
         tracker.finish_file()
 
-    if storage is not None and revision != commit:
-        ref = storage / "refs" / revision
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        config.atomic_write_text(ref, commit)
-    else:
+    if storage is None:
         _remove_if_empty(model_dir / ".download")
+    elif revision != commit:
+        # refs/main -> the commit, as huggingface_hub records it, so its cache lookups find it.
+        ref = storage / "refs" / revision
+        try:
+            config.atomic_write_text(ref, commit)
+        except OSError as error:
+            raise UserError(_os_error_message(error, ref)) from None
 
     # The checksums were verified above; these are the cheap structural checks.
     check_model_folder(
@@ -746,7 +752,10 @@ def _is_complete(item: _RemoteFile, place: _Placement, verify: bool) -> bool:
         return False
     if not verify:
         return True
-    return _checksum_matches(place.final, item, threading.Event())
+    try:
+        return _checksum_matches(place.final, item, threading.Event())
+    except OSError:
+        return False  # unreadable: fetched again, and replaced
 
 
 def _check_space(where: Path, needed: int) -> None:
