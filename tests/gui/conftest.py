@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +14,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import xtts_desktop.gui  # noqa: E402  (installs the PySide6 reference fix before any signal)
-from tests.pulse import keep_sink_awake, pulse_available  # noqa: E402
 
 # Generous: the CPU is shared, and random weights decode slower than real time on 2 cores.
 MODEL_TIMEOUT_MS = 180_000
 AUDIO_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(scope="session")
-def awake_sink() -> Iterator[None]:
-    """The PulseAudio null sink, kept rendering in small blocks for the whole session."""
-    if not pulse_available():
-        pytest.skip("PulseAudio is not running: run the tests with `make test`")
-    with keep_sink_awake():
-        yield
 
 
 @pytest.fixture
