@@ -169,18 +169,20 @@ class _Progress:
 
 def cmd_say(args: argparse.Namespace) -> int:
     from xtts_desktop.engine import text as text_module
-    from xtts_desktop.engine.stream import GenerationSettings, StreamStats
-    from xtts_desktop.engine.voices import clone_voice, resolve_voice
 
     text = read_text_argument(args.text, args.file)
     if not text.strip():
         raise UserError("There is nothing to read: the text is empty.")
     language = text_module.normalize_language(args.language)
-    text_module.check_language_support(language)
     out = check_output_path(args.out) if args.out else None
     if args.voice and args.voice_sample:
         raise UserError("Use either --voice or --voice-sample, not both.")
+    if args.server:
+        return _say_remote(args, text, language, out)
+    text_module.check_language_support(language)
     samples = read_samples(args.voice_sample) if args.voice_sample else None
+    from xtts_desktop.engine.stream import GenerationSettings, StreamStats
+    from xtts_desktop.engine.voices import clone_voice, resolve_voice
 
     loaded, synthesizer = load_engine(args)
     segments = synthesizer.segments(text, language)
@@ -195,7 +197,38 @@ def cmd_say(args: argparse.Namespace) -> int:
         greedy=args.greedy,
         max_tokens_per_segment=args.max_tokens,
     )
+    cancel = threading.Event()
+    stats = StreamStats(sample_rate=synthesizer.sample_rate)
+    progress = _Progress(len(segments), enabled=True)
 
+    def audio() -> Any:
+        for chunk in synthesizer.stream_segments(segments, voice, language, settings, cancel, stats):
+            yield chunk.samples
+            if chunk.segment_end:
+                progress.update(stats.segments_done + 1, stats.audio_seconds)
+
+    report = _play_and_write(args, audio(), stats, cancel, out)
+    report.update({"device": loaded.device.name, "precision": loaded.precision, "voice": voice.name})
+    return _report(args, report, language, out)
+
+
+def _say_remote(args: argparse.Namespace, text: str, language: str, out: Path | None) -> int:
+    """The same, synthesized by `xtts-desktop serve` (or a Truss) over HTTP."""
+    from xtts_desktop.remote import RemoteEngine, RemoteStats
+
+    if args.voice_sample:
+        raise UserError("--voice-sample needs the local engine; save the voice on the server instead.")
+    engine = RemoteEngine(args.server, api_key=args.api_key or os.environ.get("XTTS_DESKTOP_API_KEY") or None)
+    cancel = threading.Event()
+    stats = RemoteStats()
+    chunks = engine.stream(text, args.voice, language, speed=args.speed, cancel=cancel, stats=stats, seed=args.seed, greedy=args.greedy or None)
+    report = _play_and_write(args, chunks, stats, cancel, out)
+    report.update({"device": f"server {args.server}", "precision": None, "voice": args.voice})
+    return _report(args, report, language, out)
+
+
+def _play_and_write(args: argparse.Namespace, chunks: Any, stats: Any, cancel: threading.Event, out: Path | None) -> dict[str, Any]:
+    """Plays (unless --no-play) and writes (with --out) float32 chunks as they come."""
     player = None
     if not args.no_play:
         from xtts_desktop.audio.player import Player
@@ -205,22 +238,16 @@ def cmd_say(args: argparse.Namespace) -> int:
     if out is not None:
         from xtts_desktop.audio.files import AudioFileWriter
 
-        writer = AudioFileWriter(out, sample_rate=synthesizer.sample_rate)
-    cancel = threading.Event()
-    stats = StreamStats(sample_rate=synthesizer.sample_rate)
-    progress = _Progress(len(segments), enabled=True)
+        writer = AudioFileWriter(out, sample_rate=24000)
     completed = False
     try:
         if player is not None:
             player.start()
-        for chunk in synthesizer.stream_segments(segments, voice, language, settings, cancel, stats):
+        for samples in chunks:
             if writer is not None:
-                writer.write(chunk.samples)
-            if player is not None:
-                if not player.write(chunk.samples, cancelled=cancel.is_set):
-                    raise UserError(player.error or "Playback stopped.")
-            if chunk.segment_end:
-                progress.update(stats.segments_done + 1, stats.audio_seconds)
+                writer.write(samples)
+            if player is not None and not player.write(samples, cancelled=cancel.is_set):
+                raise UserError(player.error or "Playback stopped.")
         if player is not None:
             player.end_of_input()
             # Bounded by the audio still to play plus a generous margin; never hangs.
@@ -238,34 +265,30 @@ def cmd_say(args: argparse.Namespace) -> int:
             writer.abort()
         if player is not None:
             player.close()
-
     report: dict[str, Any] = stats.as_dict()
-    report.update(
-        {
-            "time_to_first_audio_ms": None,
-            "underruns": 0,
-            "device": loaded.device.name,
-            "precision": loaded.precision,
-            "language": language,
-            "voice": voice.name,
-            "out": str(out) if out else None,
-        }
-    )
+    report.update({"time_to_first_audio_ms": None, "underruns": 0})
     if player is not None:
         first = player.first_sample_time
         report["time_to_first_audio_ms"] = (first - stats.started_at) * 1000 if first else None
         report["underruns"] = player.underruns
         report["output_latency_ms"] = player.output_latency * 1000
         report["handoff_latency_ms"] = player.handoff_latency_ms
+    return report
+
+
+def _report(args: argparse.Namespace, report: dict[str, Any], language: str, out: Path | None) -> int:
+    report.update({"language": language, "out": str(out) if out else None})
     if args.json:
         print(json.dumps(report, indent=None, sort_keys=True))
-    else:
-        rtf = report["rtf"]
-        eprint(
-            f"{report['audio_seconds']:.1f} s of audio in {report['synthesis_seconds']:.1f} s "
-            f"(RTF {rtf:.2f}); first chunk after {report['time_to_first_chunk_ms']:.0f} ms"
-            + (f"; saved {out}" if out else "")
-        )
+        return 0
+    rtf = report.get("rtf")
+    first = report.get("time_to_first_chunk_ms")
+    eprint(
+        f"{report['audio_seconds']:.1f} s of audio in {report['synthesis_seconds']:.1f} s"
+        + (f" (RTF {rtf:.2f})" if rtf is not None else "")
+        + (f"; first chunk after {first:.0f} ms" if first is not None else "")
+        + (f"; saved {out}" if out else "")
+    )
     return 0
 
 
@@ -381,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     say.add_argument("--max-tokens", type=int, help=argparse.SUPPRESS)
     say.add_argument("--json", action="store_true", help="print timings as one JSON object at the end")
+    say.add_argument("--server", metavar="URL", help="synthesize on an xtts-desktop server instead of here")
+    say.add_argument("--api-key", help="the server's API key (or XTTS_DESKTOP_API_KEY)")
     _add_model_options(say)
     say.set_defaults(handler=cmd_say)
 
@@ -419,6 +444,7 @@ _EXTRA_COMMANDS: list = []
 def _register_optional_commands() -> None:
     import importlib
 
+    _EXTRA_COMMANDS.clear()
     for module_name in ("xtts_desktop.download_cli", "xtts_desktop.bench", "xtts_desktop.server.cli"):
         try:
             module = importlib.import_module(module_name)

@@ -40,6 +40,13 @@ def test_location_order(monkeypatch, tmp_path):
     assert locate_model(tmp_path / "arg").path == tmp_path / "arg"
     assert locate_model(None).path == tmp_path / "env"
     monkeypatch.delenv("XTTS_DESKTOP_MODEL_DIR")
+    from xtts_desktop import config
+
+    record = config.config_dir() / "model.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"model_dir": str(tmp_path / "downloaded")}))
+    assert locate_model(None).path == tmp_path / "downloaded"
+    record.write_text("{ broken")
     monkeypatch.setenv("XTTS_DESKTOP_DATA_DIR", str(tmp_path / "data"))
     location = locate_model(None)
     assert location.path.is_relative_to(tmp_path / "data")

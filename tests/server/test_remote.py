@@ -186,3 +186,30 @@ def test_decoder_joins_samples_split_across_reads(samples, cuts):
     assert not decoder.has_partial_sample
     np.testing.assert_array_equal(joined, s16le_to_float(data))
     np.testing.assert_array_equal(np.rint(joined * 32767).astype(int), samples)
+
+
+def test_say_on_a_server_writes_the_same_audio(server, synthesizer, builtin_voice, tmp_path, capsys):
+    """`xtts-desktop say --server URL` streams from the server into the same output path."""
+    import json
+
+    import soundfile
+
+    from xtts_desktop.cli import main
+
+    out = tmp_path / "remote.wav"
+    code = main(
+        ["say", "Hello from afar.", "--server", server.url, "--api-key", KEY, "--greedy",
+         "--no-play", "--out", str(out), "--json"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    written, rate = soundfile.read(out, dtype="float32")
+    settings = GenerationSettings.from_model(synthesizer.loaded, greedy=True)
+    local = np.concatenate(
+        [c.samples for c in synthesizer.stream("Hello from afar.", builtin_voice, "en", settings)]
+    )
+    assert rate == 24000 and len(written) == len(local)
+    assert np.max(np.abs(written - local)) < 2 / 32768 + 1e-6
+    assert report["time_to_first_chunk_ms"] > 0 and report["device"].startswith("server")
+    assert main(["say", "Hi.", "--server", server.url, "--api-key", "wrong", "--no-play"]) == 2
+    assert "key" in capsys.readouterr().err.lower()

@@ -40,13 +40,27 @@ class ModelLocation:
 
 
 def locate_model(explicit: str | os.PathLike[str] | None = None) -> ModelLocation:
-    """--model-dir, else XTTS_DESKTOP_MODEL_DIR, else the default folder in the user data dir."""
+    """--model-dir, else XTTS_DESKTOP_MODEL_DIR, else the folder `xtts-desktop download` (or
+    "Use a model folder...") recorded, else the default folder in the user data dir."""
     if explicit:
         return ModelLocation(Path(explicit).expanduser(), "--model-dir")
     from_env = os.environ.get("XTTS_DESKTOP_MODEL_DIR")
     if from_env:
         return ModelLocation(Path(from_env).expanduser(), "XTTS_DESKTOP_MODEL_DIR")
+    recorded = recorded_model_dir()
+    if recorded is not None:
+        return ModelLocation(recorded, "the recorded model folder")
     return ModelLocation(config.default_model_dir(), "the default location")
+
+
+def recorded_model_dir() -> Path | None:
+    """The folder in config_dir()/model.json, written by the download; None if absent or unreadable."""
+    path = config.config_dir() / "model.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return Path(raw["model_dir"]).expanduser() if raw.get("model_dir") else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def check_model_dir(location: ModelLocation | Path) -> Path:
