@@ -43,7 +43,7 @@ class BufferPlot(QWidget):
     """Seconds of audio buffered ahead over the last `window_s` seconds, drawn with QPainter.
 
     A curve that stays up means synthesis keeps ahead of playback; one that sinks to zero
-    (with a red tick per underrun) means the listener hears gaps.
+    (with a red band where underruns happened) means the listener hears gaps.
     """
 
     def __init__(self, window_s: float = 20.0, parent: QWidget | None = None) -> None:
@@ -52,17 +52,18 @@ class BufferPlot(QWidget):
         self.window_s = window_s
         self.capacity_s = 2.0
         self._points: deque[tuple[float, float]] = deque()
-        self._underrun_times: deque[float] = deque()
+        # (start, end) of the refresh intervals in which the player ran dry.
+        self._underrun_spans: deque[list[float]] = deque()
         self._last_underruns = 0
-        self.setMinimumHeight(54)
+        self.setMinimumHeight(64)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
             "Audio buffered ahead of the speaker. Staying up: synthesis keeps ahead. "
-            "Falling to zero: playback waits for synthesis (red ticks are underruns)."
+            "Falling to zero: playback waits for synthesis (red: underruns, audible gaps)."
         )
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
-        return QSize(320, 58)
+        return QSize(320, 68)
 
     @property
     def points(self) -> list[tuple[float, float]]:
@@ -70,21 +71,26 @@ class BufferPlot(QWidget):
 
     def clear(self) -> None:
         self._points.clear()
-        self._underrun_times.clear()
+        self._underrun_spans.clear()
         self._last_underruns = 0
         self.update()
 
     def add(self, buffered_seconds: float, underruns: int = 0, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        previous = self._points[-1][0] if self._points else now
         self._points.append((now, max(0.0, buffered_seconds)))
         if underruns > self._last_underruns:
-            self._underrun_times.append(now)
+            spans = self._underrun_spans
+            if spans and spans[-1][1] >= previous:
+                spans[-1][1] = now  # the same dry spell goes on
+            else:
+                spans.append([previous, now])
         self._last_underruns = underruns
         horizon = now - self.window_s
         while self._points and self._points[0][0] < horizon:
             self._points.popleft()
-        while self._underrun_times and self._underrun_times[0] < horizon:
-            self._underrun_times.popleft()
+        while self._underrun_spans and self._underrun_spans[0][1] < horizon:
+            self._underrun_spans.popleft()
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
@@ -150,10 +156,13 @@ class BufferPlot(QWidget):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(line)
 
-        painter.setPen(QPen(QColor("#d0312d"), 2))
-        for t in self._underrun_times:
-            x = x_of(t)
-            painter.drawLine(QPointF(x, plot.bottom()), QPointF(x, plot.bottom() - 8))
+        band = QColor("#d0312d")
+        band.setAlpha(150)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(band)
+        for start, end in self._underrun_spans:
+            left = max(plot.left(), x_of(start))
+            painter.drawRect(QRectF(left, plot.bottom() - 3, max(1.5, x_of(end) - left), 3))
         painter.end()
 
 
