@@ -1,21 +1,4 @@
-"""Documents to speakable text: plain text, Markdown, HTML and EPUB files, read safely.
-
-``read_document(path)`` returns plain text with the markup dropped: paragraphs (headings, list
-items, table rows) separated by blank lines, line breaks kept where the document has them,
-spaces collapsed. Bad files get one clear sentence in a ``UserError``; nothing here trusts a
-file's declared sizes, and no parser runs in more than linear time on hostile input.
-
-Choices worth knowing:
-- Markdown: code blocks (fenced and indented) are dropped, since read aloud they are mostly
-  punctuation; inline code is kept as text. Images are dropped, links keep their text, list
-  markers and emphasis marks go, table rows become one paragraph each with cells joined by
-  commas. It is a line-based converter with linear regular expressions, not a full CommonMark
-  parser: markdown-it-py is exact but takes minutes on a few megabytes of crafted brackets.
-- HTML: body text only (no <title>, scripts, styles, forms, media fallbacks, ruby
-  annotations); image alt text is not read.
-- EPUB: the spine's XHTML documents in reading order; items marked linear="no" are skipped
-  unless there is nothing else. A DRM-protected book is refused by name.
-"""
+"""Documents to speakable text: plain text, Markdown, HTML and EPUB files, read safely."""
 
 from __future__ import annotations
 
@@ -338,7 +321,7 @@ _INLINE_LINK = re.compile(rf"\[([^\[\]\n]*)\]{_LINK_TARGET}")
 _REFERENCE_LINK = re.compile(r"\[([^\[\]\n]*)\]\[[^\[\]\n]*\]")
 _FOOTNOTE_REFERENCE = re.compile(r"\[\^[^\[\]\s]+\]")
 _SHORTCUT_LINK = re.compile(r"\[([^\[\]\n]+)\]")
-_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*)?/?>")
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>\n]*)?/?>")
 _EMPHASIS = (
     re.compile(r"\*\*(?=\S)([^*\n]*?\S)\*\*"),
     re.compile(r"(?<!\w)__(?=\S)([^_\n]*?\S)__(?!\w)"),
@@ -456,12 +439,18 @@ class _MarkdownBlocks:
                     continue
                 table_columns = 0
             indent = _indent(line)
+            # The common case first: no block syntax starts with a letter.
+            if line[len(line) - len(line.lstrip(" \t"))].isalpha() and "|" not in line:
+                self._text_line(line, indent)
+                continue
             fence_match = _FENCE.match(line)
             if fence_match and not (
                 fence_match.group(1)[0] == "`" and "`" in line[fence_match.end() :]
             ):
                 self._close()
                 fence = fence_match.group(1)
+                if indent < 2:
+                    self._in_list = False  # an unindented fence ends the list
                 continue
             if indent >= 4 and not self._paragraph and not self._in_list:
                 continue  # an indented code block, dropped like fenced code
@@ -502,10 +491,15 @@ class _MarkdownBlocks:
                 self._paragraph.append(line[item.end() :])
                 self._in_list = True
                 continue
-            if not self._paragraph and indent < 2:
-                self._in_list = False
-            self._paragraph.append(line)
+            self._text_line(line, indent)
         self._close()
+
+    def _text_line(self, line: str, indent: int) -> None:
+        if indent >= 4 and not self._paragraph and not self._in_list:
+            return  # an indented code block
+        if not self._paragraph and indent < 2:
+            self._in_list = False
+        self._paragraph.append(line)
 
 
 class _SavedText:
@@ -524,6 +518,8 @@ class _SavedText:
 
 def _save_code_spans(block: str, saved: _SavedText) -> str:
     """Replace each `code span` by a placeholder for its text (CommonMark pairing rules)."""
+    if "`" not in block:
+        return block
     runs = list(_BACKTICKS.finditer(block))
     if len(runs) < 2:
         return block
@@ -575,8 +571,8 @@ def _replace_tag(match: re.Match[str]) -> str:
     return "\n\n" if name in _BLOCK_TAGS else ""
 
 
-def _markdown_inline(block: str, definitions: set[str], saved: _SavedText) -> str:
-    text = _ESCAPE.sub(lambda match: saved.save(match.group(1)), block)
+def _markdown_inline(text: str, definitions: set[str], saved: _SavedText) -> str:
+    text = _ESCAPE.sub(lambda match: saved.save(match.group(1)), text)
     text = _AUTOLINK.sub(r"\1", text)
     text = _IMAGE.sub("", text)
     text = _INLINE_LINK.sub(r"\1", text)
@@ -607,9 +603,10 @@ def markdown_to_text(source: str) -> str:
     # Code spans first, so that `<!--` or `<script>` in code is not taken for HTML.
     blocks = [_save_code_spans(block, saved) for block in reader.blocks]
     text = _drop_html_regions("\n\n".join(blocks))
-    blocks = [_markdown_inline(block, reader.definitions, saved) for block in text.split("\n\n")]
+    # Inline patterns never cross a line break, so they run over all the blocks at once.
+    text = _markdown_inline(text, reader.definitions, saved)
     # Entities are decoded outside code and escapes only: saved text goes back afterwards.
-    return _tidy(saved.restore(html.unescape("\n\n".join(blocks))))
+    return _tidy(saved.restore(html.unescape(text)))
 
 
 # -- EPUB ------------------------------------------------------------------------------------
@@ -904,10 +901,25 @@ def is_supported_document(path: str | os.PathLike[str]) -> bool:
 def read_document(path: str | os.PathLike[str]) -> str:
     """The speakable plain text of a .txt, .md, .html or .epub file.
 
-    Paragraphs are separated by one blank line, lines inside a paragraph by a newline; the
+    Markup is dropped; paragraphs (headings, list items and table rows too) are separated by
+    one blank line, and lines inside a paragraph by a newline; spaces are collapsed. The
     result always has a letter or a digit in it. Raises UserError with one sentence for a
     missing, unreadable, empty, binary, oversized, unsupported or damaged file, or one with
-    nothing to read.
+    nothing to read. Declared sizes are checked, never trusted, and every parser here runs in
+    linear time on hostile input.
+
+    - Text: UTF-8 (BOM or not), UTF-16/32 with a BOM, else cp1252, else Latin-1; binary data
+      (NUL bytes, over 5% control characters) is refused.
+    - Markdown: code blocks (fenced and indented) are dropped, since read aloud they are
+      mostly punctuation; inline code is kept as text. Images are dropped, links keep their
+      text, list markers, emphasis marks and front matter go, table cells are joined by
+      commas. A line-based converter with linear regular expressions, not a full CommonMark
+      parser: markdown-it-py is exact, but takes minutes on a few megabytes of crafted
+      brackets.
+    - HTML: the body's text (no <title>, scripts, styles, forms, media fallbacks or ruby
+      annotations; image alt text is not read); the charset a <meta> names is honoured.
+    - EPUB: the spine's XHTML documents in reading order; items marked linear="no" are
+      skipped unless there is nothing else; a DRM-protected book is refused by name.
     """
     path = Path(path)
     name = path.name or str(path)
