@@ -181,3 +181,40 @@ def test_closing_mid_play_stops_everything(ready_window, qtbot, qtlog, awake_sin
     window.deleteLater()
     qtbot.waitUntil(lambda: not window.isVisible())
     assert not [r for r in qtlog.records if "QThread" in r.message]
+
+
+def test_clicking_another_sentence_while_playing_jumps_there(ready_window, qtbot, awake_sink):
+    window = ready_window
+    window.show()
+    qtbot.waitExposed(window)
+    view = window.text_view
+    view.setPlainText(LONG_TEXT)
+    highlights = []
+    view.highlightChanged.connect(lambda start, end: highlights.append((start, end)))
+    _click(qtbot, window, "playButton")
+    first_job = window.play_job
+    qtbot.waitUntil(
+        lambda: bool(highlights) and len(first_job.segments) == 4, timeout=AUDIO_TIMEOUT_MS
+    )
+    third = first_job.segments[2]
+    assert LONG_TEXT[third.start : third.end] == "We will read a little more."
+
+    cursor = view.textCursor()
+    cursor.setPosition(LONG_TEXT.index("little"))
+    qtbot.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, pos=view.cursorRect(cursor).center()
+    )
+    jumped = window.play_job
+    assert jumped is not None and jumped.job_id != first_job.job_id
+    assert third.start <= jumped.request.span.from_char < third.end
+    highlights.clear()
+    qtbot.waitUntil(lambda: bool(highlights), timeout=AUDIO_TIMEOUT_MS)
+    assert highlights[0] == (third.start, third.end)  # not back at the first sentence
+
+    # Alt+Right: on to the next sentence, again from what is being heard.
+    fourth = first_job.segments[3]
+    qtbot.keyClick(view, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
+    stepped = window.play_job
+    assert stepped.job_id != jumped.job_id and stepped.request.span.from_char == fourth.start
+    qtbot.waitUntil(lambda: highlights[-1] == (fourth.start, fourth.end), timeout=AUDIO_TIMEOUT_MS)
+    window.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QSlider, QTextEdit, QToolButton
 
 from tests.gui.conftest import MODEL_TIMEOUT_MS
@@ -76,3 +77,35 @@ def test_a_corrupt_settings_file_is_moved_aside_with_a_message(make_window, qtbo
     window.findChild(QComboBox, "languageCombo").setCurrentIndex(2)
     window.close()
     assert json.loads(path.read_text(encoding="utf-8"))["language"] == "fr"
+
+
+def test_keyboard_shortcuts_reach_their_actions(make_window, qtbot, tmp_path):
+    window = make_window(model_dir=tmp_path / "none", device="cpu")
+    window.show()
+    qtbot.waitExposed(window)
+    text = window.findChild(QTextEdit, "textEdit")
+    text.setPlainText("One sentence.")
+    text.setFocus()
+    qtbot.waitUntil(text.hasFocus)
+    names = ["read_action", "open_action", "export_action", "next_action", "previous_action"]
+    fired = []
+    for name in names:
+        action = getattr(window, name)
+        action.triggered.disconnect()  # only record: no file dialogs, no model needed
+        action.setEnabled(True)
+        action.triggered.connect(lambda *_, name=name: fired.append(name))
+    control = Qt.KeyboardModifier.ControlModifier
+    alt = Qt.KeyboardModifier.AltModifier
+    qtbot.keyClick(text, Qt.Key.Key_Return, control)
+    qtbot.keyClick(text, Qt.Key.Key_O, control)
+    qtbot.keyClick(text, Qt.Key.Key_E, control)
+    qtbot.keyClick(text, Qt.Key.Key_Right, alt)
+    qtbot.keyClick(text, Qt.Key.Key_Left, alt)
+    assert fired == [
+        "read_action",
+        "open_action",
+        "export_action",
+        "next_action",
+        "previous_action",
+    ]
+    assert text.toPlainText() == "One sentence."  # Ctrl+Enter read, it did not type a newline
