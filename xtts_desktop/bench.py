@@ -253,6 +253,41 @@ class Bench:
         return report
 
 
+def measure_player_overhead(bench: Bench, runs: int, device: str | None) -> dict[str, Any]:
+    """The app's own overhead: an engine chunk made -> its first sample in the device callback.
+
+    Each run streams the text's first sentence into the real player, as `say` does, and
+    takes the time from the first chunk's production to the callback that first read it.
+    """
+    from xtts_desktop.audio.player import Player
+    from xtts_desktop.engine.stream import GenerationSettings
+
+    settings = GenerationSettings.from_model(bench.loaded, seed=bench.seed, max_tokens_per_segment=12)
+    handoffs, underruns, latency = [], 0, 0.0
+    with Player(device=device) as player:
+        for _ in range(runs):
+            produced = None
+            for chunk in bench.synthesizer.stream_segments(bench.segments[:1], bench.voice, bench.language, settings):
+                if produced is None:
+                    produced = chunk.produced_at
+                player.write(chunk.samples)
+                if not player.is_playing:
+                    player.start()
+            player.end_of_input()
+            player.wait_finished(timeout=player.buffered_seconds + 10.0)
+            if player.first_sample_time is not None and produced is not None:
+                handoffs.append((player.first_sample_time - produced) * 1000)
+            underruns += player.underruns
+            latency = player.output_latency
+    return {
+        "handoff_ms_median": statistics.median(handoffs) if handoffs else None,
+        "handoff_ms_max": max(handoffs) if handoffs else None,
+        "runs": len(handoffs),
+        "underruns": underruns,
+        "device_output_latency_ms": latency * 1000,
+    }
+
+
 def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
     n = min(len(signal), len(reference))
     if n == 0:
@@ -351,6 +386,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             )
         snr = bench.snr_report()
     stock, ours = _median(stock_runs), _median(our_runs)
+    player = measure_player_overhead(bench, args.player_runs, args.output_device) if args.player_runs else None
     ours["snr_vs_full_decode_db"] = snr["snr_vs_full_decode_db"]
     for key in ("precision_snr_latents_db", "precision_snr_audio_db"):
         if key in snr:
@@ -377,6 +413,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "stock_variant": f"coqui Xtts.inference_stream, stream_chunk_size={STOCK_CHUNK_TOKENS}, sentence by sentence",
         "seed": args.seed,
         "snr_tokens": snr["snr_tokens"],
+        "player": player,
         "curves": {
             "stock": stock_runs[len(stock_runs) // 2].curve,
             "ours": our_runs[len(our_runs) // 2].curve,
@@ -454,6 +491,13 @@ def format_table(report: dict[str, Any]) -> str:
         )
     lines.append(f"machine: {report['machine']['processor']} · {report['machine']['device']} · {report['machine']['precision']}")
     lines.append(f"token cap: {report['token_cap']}")
+    if report.get("player"):
+        p = report["player"]
+        lines.append(
+            f"player hand-off (chunk made -> first sample in the callback): median "
+            f"{cell(p['handoff_ms_median'], '{:.1f}')} ms, max {cell(p['handoff_ms_max'], '{:.1f}')} ms over {p['runs']} plays, "
+            f"{p['underruns']} underruns; device output latency {p['device_output_latency_ms']:.0f} ms"
+        )
     return "\n".join(lines)
 
 
@@ -470,4 +514,8 @@ def register(commands: Any, add_model_options: Callable[[argparse.ArgumentParser
     parser.add_argument("--curves", action="store_true", help="include the audio-over-time curves in the JSON")
     parser.add_argument("--plot", help="write a PNG plot of audio produced against wall time")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--player-runs", type=int, default=0, help="also measure the player's hand-off over N plays"
+    )
+    parser.add_argument("--output-device", help="audio output for --player-runs")
     parser.set_defaults(handler=cmd_bench)

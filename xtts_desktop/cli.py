@@ -240,15 +240,20 @@ def _play_and_write(args: argparse.Namespace, chunks: Any, stats: Any, cancel: t
 
         writer = AudioFileWriter(out, sample_rate=24000)
     completed = False
+    started = False
     try:
-        if player is not None:
-            player.start()
         for samples in chunks:
             if writer is not None:
                 writer.write(samples)
-            if player is not None and not player.write(samples, cancelled=cancel.is_set):
-                raise UserError(player.error or "Playback stopped.")
-        if player is not None:
+            if player is not None:
+                if not player.write(samples, cancelled=cancel.is_set):
+                    raise UserError(player.error or "Playback stopped.")
+                if not started:
+                    # Started once the first chunk is queued: its first sample goes out with
+                    # the very first callback instead of waiting behind silence.
+                    player.start()
+                    started = True
+        if player is not None and started:
             player.end_of_input()
             # Bounded by the audio still to play plus a generous margin; never hangs.
             player.wait_finished(timeout=player.buffered_seconds + 10.0)
