@@ -224,8 +224,16 @@ class _SegmentDecoder:
 class Synthesizer:
     """The one engine behind the window, the command line, export and the server."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, static_cache: bool | None = None) -> None:
+        """static_cache: run GPT steps on a preallocated KV cache (default: on CUDA, where the
+        step is also replayed as a CUDA graph unless XTTS_DESKTOP_CUDA_GRAPHS=0)."""
+        import os
+
         self.loaded = loaded
+        on_cuda = loaded.device.torch_device == "cuda"
+        self._static_cache = on_cuda if static_cache is None else static_cache
+        self._cuda_graphs = on_cuda and os.environ.get("XTTS_DESKTOP_CUDA_GRAPHS", "1") != "0"
+        self._stepper: Any = None
         self.xtts = loaded.xtts
         self.gpt = loaded.xtts.gpt
         decoder = loaded.xtts.hifigan_decoder
@@ -316,21 +324,28 @@ class Synthesizer:
         seen[gpt.start_audio_token] = True
         stop = gpt.stop_audio_token
         cache = None
+        stepper = None
         with torch.inference_mode():
             text_emb = gpt.text_embedding(tokens) + gpt.text_pos_embedding(tokens)
             start = torch.full((1, 1), gpt.start_audio_token, dtype=torch.long, device=device)
             start_emb = gpt.mel_embedding(start) + gpt.mel_pos_embedding(start)
             step_input = torch.cat([cond.to(text_emb.dtype), text_emb, start_emb], dim=1)
+            if self._static_cache:
+                stepper = self._static_stepper(step_input.shape[1] + max_new + 1)
             for position in range(1, max_new + 1):
                 if check():
                     raise Cancelled()
                 began = time.perf_counter()
-                transformer = prefix_transformer if cache is None else step_transformer
-                out = transformer(
-                    inputs_embeds=step_input.to(dtype), past_key_values=cache, use_cache=True, return_dict=True
-                )
-                cache = out.past_key_values
-                latent = gpt.final_norm(out.last_hidden_state[:, -1].float())
+                if stepper is not None:
+                    hidden = stepper.prefill(step_input) if position == 1 else stepper.step(step_input)
+                else:
+                    transformer = prefix_transformer if cache is None else step_transformer
+                    out = transformer(
+                        inputs_embeds=step_input.to(dtype), past_key_values=cache, use_cache=True, return_dict=True
+                    )
+                    cache = out.past_key_values
+                    hidden = out.last_hidden_state[:, -1]
+                latent = gpt.final_norm(hidden.float())
                 if forced_tokens is not None:
                     token = forced_tokens[position - 1]
                 else:
@@ -344,6 +359,19 @@ class Synthesizer:
                 seen[token] = True
                 ids = torch.tensor([[token]], dtype=torch.long, device=device)
                 step_input = gpt.mel_embedding(ids) + gpt.mel_pos_embedding.get_fixed_embedding(position, device)
+
+    def _static_stepper(self, positions: int) -> Any:
+        """One static KV cache (and CUDA graph) per synthesizer, grown only when a longer
+        sequence needs it; sized for XTTS's longest sequence at first use."""
+        from xtts_desktop.engine.static_gpt import StaticStepper
+
+        gpt = self.gpt
+        longest = 64 + int(gpt.max_text_tokens) + int(gpt.max_gen_mel_tokens) + 4
+        if self._stepper is None or self._stepper.max_positions < positions:
+            self._stepper = StaticStepper(
+                self.loaded.gpt_transformer, max(positions, longest), use_cuda_graph=self._cuda_graphs
+            )
+        return self._stepper
 
     @staticmethod
     def _pick(
