@@ -117,6 +117,8 @@ def test_play_on_new_text_never_plays_the_old_job(ready_window, qtbot, awake_sin
         timeout=AUDIO_TIMEOUT_MS,
     )
     # No chunk of the old job reached the player after the switch...
+    # The log records on the worker thread, which may lag the window's own slots a moment.
+    qtbot.waitUntil(lambda: any(span.job_id == new.job_id for _, span in written.args()))
     spans_written = [span for _, span in written.args()]
     assert all(s.written_at < switched_at for s in spans_written if s.job_id == old.job_id)
     assert any(s.job_id == new.job_id for s in spans_written)
@@ -152,6 +154,7 @@ def test_highlight_follows_what_is_heard(ready_window, qtbot, awake_sink):
     )
     assert moments[0][1:3] == first
     switch_time, _, _, switch_position = next(m for m in moments if m[1:3] == second)
+    qtbot.waitUntil(lambda: any(span.segment_index == 1 for _, span in queued.args()))
     second_chunks = [(t, span) for t, (_, span) in queued.calls if span.segment_index == 1]
     first_queued_at, first_chunk = min(second_chunks, key=lambda item: item[1].stream_offset)
     # It moved once the player reached the second sentence's audio, not when it was made.

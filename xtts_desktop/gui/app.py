@@ -122,7 +122,8 @@ def install_exception_hooks(show_dialog: bool = True) -> ExceptionHook:
 
 def main(model_dir: str | None = None, device: str = "auto") -> int:
     """Open the window; returns the exit code (`xtts-desktop` without a subcommand)."""
-    setup_logging()
+    if not logging.getLogger().handlers:  # the command line has set up the log file already
+        setup_logging()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,20 @@ DOCUMENT_FILTERS = (
     "Markdown (*.md *.markdown);;HTML (*.html *.htm);;EPUB (*.epub);;All files (*)"
 )
 AUDIO_FILTERS = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.m4a *.aiff *.aif);;All files (*)"
+
+
+# Windows not closed yet: at interpreter exit their threads are stopped before Qt can
+# destroy a running QThread (which aborts the process).
+_OPEN_WINDOWS: weakref.WeakSet[MainWindow] = weakref.WeakSet()
+
+
+@atexit.register
+def _shut_down_open_windows() -> None:
+    for window in list(_OPEN_WINDOWS):
+        try:
+            window.shutdown()
+        except RuntimeError:  # its C++ side is already gone, and with it the thread
+            pass
 
 
 def _read_document(path: Path) -> str:
@@ -147,6 +163,7 @@ class MainWindow(QMainWindow):
         if self.settings_problem:
             self.message_bar.show_message(self.settings_problem, "warning")
         self._update_actions()
+        _OPEN_WINDOWS.add(self)
         self.host.start()
 
     # ----- construction -----------------------------------------------------------------
