@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Renders the XTTS Desktop window (tiny random-weight model, sample text, playing) to a PNG.
 
-    xvfb-run -a .venv/bin/python scripts/screenshot.py [docs/screenshot.png]
+    .venv/bin/python scripts/screenshot.py [docs/screenshot.png]
 
-Without a display it renders offscreen. Audio goes to the default output (run
-scripts/setup_test_env.sh first on a machine without a sound card). The user's own settings
-and voices are not touched: the window runs on temporary folders.
+It renders with Qt's offscreen platform (the same raster painting as on a screen), so it
+needs no display; QT_QPA_PLATFORM=xcb under `xvfb-run -a` works too where the system has
+libxcb-cursor0. Audio goes to the default output (run scripts/setup_test_env.sh first on a
+machine without a sound card). The user's own settings and voices are not touched: the
+window runs on temporary folders.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=240.0)
     args = parser.parse_args()
 
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     scratch = Path(tempfile.mkdtemp(prefix="xtts-screenshot-"))
     for name in ("CONFIG", "DATA", "LOG"):
         os.environ[f"XTTS_DESKTOP_{name}_DIR"] = str(scratch / name.lower())
@@ -69,11 +70,13 @@ def main() -> int:
     job = window.play_job
     # Enough playing for a first-audio figure, a highlighted sentence and a few seconds of plot.
     wait_for(
-        lambda: job.player is not None
-        and job.player.first_sample_time is not None
-        and window.text_view.highlight is not None
-        and len(window.latency_panel.plot.points) >= 125
-        and max(value for _, value in window.latency_panel.plot.points) >= 0.25,
+        lambda: (
+            job.player is not None
+            and job.player.first_sample_time is not None
+            and window.text_view.highlight is not None
+            and len(window.latency_panel.plot.points) >= 125
+            and max(value for _, value in window.latency_panel.plot.points) >= 0.25
+        ),
         "playback",
     )
     if window.play_job is None:
