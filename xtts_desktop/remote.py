@@ -17,11 +17,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from xtts_desktop.engine.stream import StreamStats
 from xtts_desktop.errors import Cancelled, UserError
 from xtts_desktop.server import SAMPLE_RATE, PcmDecoder
 
@@ -34,47 +35,16 @@ MAX_ERROR_BODY = 65536
 
 
 @dataclass
-class RemoteStats:
+class RemoteStats(StreamStats):
     """Timings of one remote stream, measured at the client (network included).
 
-    The attribute names match the engine's StreamStats so a window can show either; the
-    server does not send its token counts, so those stay 0.
+    The engine's StreamStats, so a window shows either alike; the server sends no token
+    counts, so those stay 0 (and ms_per_token None).
     """
 
     sample_rate: int = SAMPLE_RATE
-    started_at: float = field(default_factory=time.perf_counter)
     response_at: float | None = None
-    first_chunk_at: float | None = None
-    finished_at: float | None = None
-    audio_samples: int = 0
     bytes_received: int = 0
-    tokens: int = 0
-    segments: int = 0
-    segments_done: int = 0
-
-    @property
-    def time_to_first_chunk_ms(self) -> float | None:
-        """From sending the request to the first audio sample received."""
-        if self.first_chunk_at is None:
-            return None
-        return (self.first_chunk_at - self.started_at) * 1000
-
-    @property
-    def ms_per_token(self) -> float | None:
-        return None
-
-    @property
-    def synthesis_seconds(self) -> float:
-        end = self.finished_at if self.finished_at is not None else time.perf_counter()
-        return end - self.started_at
-
-    @property
-    def audio_seconds(self) -> float:
-        return self.audio_samples / self.sample_rate
-
-    @property
-    def rtf(self) -> float | None:
-        return self.synthesis_seconds / self.audio_seconds if self.audio_samples else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
