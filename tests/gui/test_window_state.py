@@ -109,3 +109,35 @@ def test_keyboard_shortcuts_reach_their_actions(make_window, qtbot, tmp_path):
         "previous_action",
     ]
     assert text.toPlainText() == "One sentence."  # Ctrl+Enter read, it did not type a newline
+
+
+def test_voice_menu_renames_and_removes_a_saved_voice(make_window, qtbot, tmp_path, monkeypatch):
+    import torch
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    from xtts_desktop.engine.voices import Voice, VoiceLibrary
+
+    library = VoiceLibrary(config.voices_dir())
+    latent, embedding = torch.zeros(1, 4, 64), torch.zeros(1, 512, 1)
+    library.save(Voice("Grandma", latent, embedding, "saved"))
+    window = make_window(model_dir=tmp_path / "none", device="cpu")
+    picker = window.findChild(QComboBox, "speakerCombo")
+    assert picker.saved_names == ("Grandma",)
+    assert picker.select_voice("Grandma") and window.rename_voice_action.isEnabled()
+
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Nana", True)))
+    window.rename_voice_action.trigger()
+    assert picker.saved_names == ("Nana",) and picker.current_voice() == "Nana"
+    assert library.names() == ["Nana"] and window.settings.voice == "Nana"
+
+    # A name that is taken: one sentence in the window, nothing changed.
+    library.save(Voice("Other", latent, embedding, "saved"))
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("other", True)))
+    window.rename_voice_action.trigger()
+    assert "already exists" in window.message_bar.text()
+    assert sorted(library.names()) == ["Nana", "Other"]
+
+    yes = QMessageBox.StandardButton.Yes
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: yes))
+    window.remove_voice_action.trigger()
+    assert library.names() == ["Other"] and picker.saved_names == ("Other",)
