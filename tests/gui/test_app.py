@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import pytest
 from PySide6.QtCore import QTimer
@@ -17,6 +18,7 @@ def test_an_error_in_a_slot_is_logged_with_its_traceback(qtbot):
     root = logging.getLogger()
     handlers_before = list(root.handlers)
     hook_before = sys.excepthook
+    thread_hook_before = threading.excepthook
     try:
         path = app.setup_logging()
         hook = app.install_exception_hooks(show_dialog=False)
@@ -37,6 +39,7 @@ def test_an_error_in_a_slot_is_logged_with_its_traceback(qtbot):
         assert "CRITICAL" in logged
     finally:
         sys.excepthook = hook_before
+        threading.excepthook = thread_hook_before
         for handler in list(root.handlers):
             if handler not in handlers_before:
                 root.removeHandler(handler)
