@@ -11,8 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 CACHE_ROOT = Path(
-    os.environ.get("XTTS_DESKTOP_TEST_CACHE")
-    or Path.home() / ".cache" / "xtts-desktop-tests"
+    os.environ.get("XTTS_DESKTOP_TEST_CACHE") or Path.home() / ".cache" / "xtts-desktop-tests"
 )
 
 

@@ -22,10 +22,17 @@ def test_bench_json_is_consistent(capsys, tmp_path):
     assert set(report) >= {"stock", "ours", "ratios", "machine"}
     for variant in ("stock", "ours"):
         numbers = report[variant]
-        for key in ("time_to_first_chunk_ms", "ms_per_token", "decoder_ms_per_chunk", "synthesis_seconds"):
+        for key in (
+            "time_to_first_chunk_ms",
+            "ms_per_token",
+            "decoder_ms_per_chunk",
+            "synthesis_seconds",
+        ):
             assert numbers[key] > 0, (variant, key)
         assert numbers["audio_seconds"] > 0.5
-        assert math.isclose(numbers["rtf"], numbers["synthesis_seconds"] / numbers["audio_seconds"], rel_tol=1e-9)
+        assert math.isclose(
+            numbers["rtf"], numbers["synthesis_seconds"] / numbers["audio_seconds"], rel_tol=1e-9
+        )
         assert numbers["time_to_first_chunk_ms"] / 1000 <= numbers["synthesis_seconds"]
         assert numbers["peak_rss_mb"] > 100
     for key, ratio in report["ratios"].items():

@@ -19,7 +19,9 @@ from xtts_desktop.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, stdin: bytes | None = None, sink: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: bytes | None = None, sink: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if sink:
         env["PULSE_SINK"] = sink
@@ -78,7 +80,7 @@ def test_say_no_play_reads_a_file_and_stdin(tiny_model_dir, tmp_path):
     piped = run_cli(
         "say", "--file", "-", "--model-dir", str(tiny_model_dir), "--device", "cpu", "--no-play",
         "--out", str(tmp_path / "piped.wav"),
-        stdin="Piped text.".encode(),
+        stdin=b"Piped text.",
     )  # fmt: skip
     assert piped.returncode == 0, piped.stderr
     assert (tmp_path / "piped.wav").exists()
@@ -108,7 +110,9 @@ def broken_models(tiny_model_dir, tmp_path) -> dict[str, Path]:
     return {"missing": tmp_path / "no-model-here", "incomplete": incomplete, "corrupt": corrupt}
 
 
-def bad_inputs(model: Path, tmp: Path, speech: Path, broken: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
+def bad_inputs(
+    model: Path, tmp: Path, speech: Path, broken: dict[str, Path]
+) -> dict[str, tuple[list[str], str]]:
     binary = tmp / "binary.txt"
     binary.write_bytes(bytes(range(256)) * 4)
     not_audio = tmp / "notes.wav"
@@ -117,7 +121,7 @@ def bad_inputs(model: Path, tmp: Path, speech: Path, broken: dict[str, Path]) ->
     soundfile.write(silent, np.zeros(24000 * 4, dtype=np.float32), 24000)
     short = tmp / "short.wav"
     samples, rate = soundfile.read(speech, dtype="float32")
-    soundfile.write(short, samples[: rate], rate)
+    soundfile.write(short, samples[:rate], rate)
     locked = tmp / "not-a-folder"
     locked.write_text("a file where a folder should be")
     m = ["--model-dir", str(model), "--device", "cpu", "--no-play"]
@@ -131,10 +135,22 @@ def bad_inputs(model: Path, tmp: Path, speech: Path, broken: dict[str, Path]) ->
         "sample not audio": (["say", "Hi.", "--voice-sample", str(not_audio), *m], "notes.wav"),
         "silent sample": (["say", "Hi.", "--voice-sample", str(silent), *m], "silent"),
         "short sample": (["say", "Hi.", "--voice-sample", str(short), *m], "speech"),
-        "missing model": (["say", "Hi.", "--model-dir", str(broken["missing"]), "--no-play"], "No XTTS v2 model"),
-        "incomplete model": (["say", "Hi.", "--model-dir", str(broken["incomplete"]), "--no-play"], "vocab.json"),
-        "corrupt model": (["say", "Hi.", "--model-dir", str(broken["corrupt"]), "--no-play"], "corrupt"),
-        "unwritable output": (["say", "Hi.", *m, "--out", str(locked / "out.wav")], "does not exist"),
+        "missing model": (
+            ["say", "Hi.", "--model-dir", str(broken["missing"]), "--no-play"],
+            "No XTTS v2 model",
+        ),
+        "incomplete model": (
+            ["say", "Hi.", "--model-dir", str(broken["incomplete"]), "--no-play"],
+            "vocab.json",
+        ),
+        "corrupt model": (
+            ["say", "Hi.", "--model-dir", str(broken["corrupt"]), "--no-play"],
+            "corrupt",
+        ),
+        "unwritable output": (
+            ["say", "Hi.", *m, "--out", str(locked / "out.wav")],
+            "does not exist",
+        ),
         "output is a folder": (["say", "Hi.", *m, "--out", str(tmp)], "Cannot write"),
         "bad extension": (["say", "Hi.", *m, "--out", str(tmp / "out.xyz")], ".wav, .flac or .ogg"),
         "speed out of range": (["say", "Hi.", "--speed", "5", *m], "Speed"),
@@ -150,7 +166,9 @@ def bad_inputs(model: Path, tmp: Path, speech: Path, broken: dict[str, Path]) ->
         "bad extension", "speed out of range",
     ],
 )  # fmt: skip
-def test_bad_input_is_one_clear_line(case, tiny_model_dir, tmp_path, speech_sample, broken_models, capsys):
+def test_bad_input_is_one_clear_line(
+    case, tiny_model_dir, tmp_path, speech_sample, broken_models, capsys
+):
     args, expected = bad_inputs(tiny_model_dir, tmp_path, speech_sample, broken_models)[case]
     out = tmp_path / "result.wav"
     if "--out" not in args:
@@ -158,7 +176,11 @@ def test_bad_input_is_one_clear_line(case, tiny_model_dir, tmp_path, speech_samp
     code = main(args)
     captured = capsys.readouterr()
     assert code == 2
-    lines = [line for line in captured.err.splitlines() if line.strip() and not line.startswith("warning:")]
+    lines = [
+        line
+        for line in captured.err.splitlines()
+        if line.strip() and not line.startswith("warning:")
+    ]
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("error: ") and expected in lines[0]
     assert "Traceback" not in captured.err
@@ -183,7 +205,21 @@ def test_voices_add_list_rename_remove(tiny_model_dir, speech_sample, capsys):
     assert main(["voices", "rename", "Robot", "Android"]) == 0
     out = Path(os.environ["XTTS_DESKTOP_DATA_DIR"]) / "voices"
     assert [p.suffix for p in out.iterdir()] == [".safetensors"]
-    assert main(["say", "Hi.", "--voice", "android", *m, "--no-play", "--out", str(out.parent / "a.wav")]) == 0
+    assert (
+        main(
+            [
+                "say",
+                "Hi.",
+                "--voice",
+                "android",
+                *m,
+                "--no-play",
+                "--out",
+                str(out.parent / "a.wav"),
+            ]
+        )
+        == 0
+    )
     assert main(["voices", "remove", "Android"]) == 0
     assert main(["voices", "remove", "Android"]) == 2
     assert "no saved voice" in capsys.readouterr().err

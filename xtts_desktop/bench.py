@@ -47,7 +47,9 @@ class RunRecord:
         return {
             "time_to_first_chunk_ms": self.time_to_first_chunk_ms,
             "ms_per_token": self.gpt_seconds * 1000 / self.tokens if self.tokens else None,
-            "decoder_ms_per_chunk": self.decoder_seconds * 1000 / self.decoder_calls if self.decoder_calls else None,
+            "decoder_ms_per_chunk": self.decoder_seconds * 1000 / self.decoder_calls
+            if self.decoder_calls
+            else None,
             "synthesis_seconds": self.synthesis_seconds,
             "audio_seconds": self.audio_seconds,
             "rtf": self.synthesis_seconds / self.audio_seconds if self.audio_seconds else None,
@@ -95,7 +97,9 @@ def _peak_memory(record: RunRecord, device: str) -> Iterator[None]:
 
 
 @contextmanager
-def _timed_calls(module: Any, on_call: Callable[[float], None], sync: Callable[[], None]) -> Iterator[None]:
+def _timed_calls(
+    module: Any, on_call: Callable[[float], None], sync: Callable[[], None]
+) -> Iterator[None]:
     """Time every forward() of a module instance (measurement only; the module is unchanged)."""
     original = module.forward
 
@@ -161,9 +165,11 @@ class Bench:
 
         started = time.perf_counter()
         audio = 0
-        with _peak_memory(record, self.device), _timed_calls(
-            gpt.gpt_inference, gpt_step, self._sync
-        ), _timed_calls(xtts.hifigan_decoder, decode, self._sync):
+        with (
+            _peak_memory(record, self.device),
+            _timed_calls(gpt.gpt_inference, gpt_step, self._sync),
+            _timed_calls(xtts.hifigan_decoder, decode, self._sync),
+        ):
             for segment in self.segments:
                 cap = self.token_cap(segment.text)
                 gpt.max_gen_mel_tokens = min(cap, original_cap) if cap is not None else original_cap
@@ -194,12 +200,21 @@ class Bench:
     def run_ours(self, **overrides: Any) -> RunRecord:
         from xtts_desktop.engine.stream import GenerationSettings, StreamStats
 
-        settings = GenerationSettings.from_model(self.loaded, seed=self.seed, sentence_pause_s=0.0, **overrides)
+        settings = GenerationSettings.from_model(
+            self.loaded, seed=self.seed, sentence_pause_s=0.0, **overrides
+        )
         record = RunRecord()
         stats = StreamStats()
         with _peak_memory(record, self.device):
-            for chunk in self.synthesizer.stream_segments(self.segments, self.voice, self.language, settings, stats=stats):
-                record.curve.append((chunk.produced_at - stats.started_at, (chunk.stream_offset + len(chunk.samples)) / 24000))
+            for chunk in self.synthesizer.stream_segments(
+                self.segments, self.voice, self.language, settings, stats=stats
+            ):
+                record.curve.append(
+                    (
+                        chunk.produced_at - stats.started_at,
+                        (chunk.stream_offset + len(chunk.samples)) / 24000,
+                    )
+                )
         record.time_to_first_chunk_ms = stats.time_to_first_chunk_ms or 0.0
         record.synthesis_seconds = stats.synthesis_seconds
         record.audio_seconds = stats.audio_seconds
@@ -218,18 +233,33 @@ class Bench:
 
         settings = GenerationSettings.from_model(self.loaded, greedy=True, sentence_pause_s=0.0)
         segment = self.segments[0]
-        _, latents = self.synthesizer.synthesize_segment_tokens(segment.text, self.voice, self.language, settings)
+        _, latents = self.synthesizer.synthesize_segment_tokens(
+            segment.text, self.voice, self.language, settings
+        )
         full = self.synthesizer.decode_full(latents, self.voice)
         ours = np.concatenate(
-            [c.samples for c in self.synthesizer.stream_segments([Segment(0, segment.text, 0, len(segment.text))], self.voice, self.language, settings)]
+            [
+                c.samples
+                for c in self.synthesizer.stream_segments(
+                    [Segment(0, segment.text, 0, len(segment.text))],
+                    self.voice,
+                    self.language,
+                    settings,
+                )
+            ]
         )
         xtts = self.loaded.xtts
         stock_parts, previous, overlap = [], None, None
         total = latents.shape[1]
         with torch.inference_mode():
             for end in list(range(STOCK_CHUNK_TOKENS, total, STOCK_CHUNK_TOKENS)) + [total]:
-                wav = xtts.hifigan_decoder(latents[:, :end].to(self.loaded.torch_device), g=self.voice.speaker_embedding.to(self.loaded.torch_device))
-                part, previous, overlap = xtts.handle_chunks(wav.squeeze(), previous, overlap, 1024, is_final=end == total)
+                wav = xtts.hifigan_decoder(
+                    latents[:, :end].to(self.loaded.torch_device),
+                    g=self.voice.speaker_embedding.to(self.loaded.torch_device),
+                )
+                part, previous, overlap = xtts.handle_chunks(
+                    wav.squeeze(), previous, overlap, 1024, is_final=end == total
+                )
                 stock_parts.append(part.float().cpu().numpy())
         stock = np.concatenate(stock_parts)
         report = {
@@ -244,9 +274,15 @@ class Bench:
             from xtts_desktop.engine.stream import Synthesizer
 
             fp32 = Synthesizer(dataclasses.replace(self.loaded, precision="fp32"))
-            tokens, reference = fp32.synthesize_segment_tokens(segment.text, self.voice, self.language, settings)
-            fast = self.synthesizer.latents_for_tokens(segment.text, tokens, self.voice, self.language)
-            report["precision_snr_latents_db"] = snr_db(fast.flatten().numpy(), reference.flatten().numpy())
+            tokens, reference = fp32.synthesize_segment_tokens(
+                segment.text, self.voice, self.language, settings
+            )
+            fast = self.synthesizer.latents_for_tokens(
+                segment.text, tokens, self.voice, self.language
+            )
+            report["precision_snr_latents_db"] = snr_db(
+                fast.flatten().numpy(), reference.flatten().numpy()
+            )
             report["precision_snr_audio_db"] = snr_db(
                 fp32.decode_full(fast, self.voice), fp32.decode_full(reference, self.voice)
             )
@@ -262,12 +298,16 @@ def measure_player_overhead(bench: Bench, runs: int, device: str | None) -> dict
     from xtts_desktop.audio.player import Player
     from xtts_desktop.engine.stream import GenerationSettings
 
-    settings = GenerationSettings.from_model(bench.loaded, seed=bench.seed, max_tokens_per_segment=12)
+    settings = GenerationSettings.from_model(
+        bench.loaded, seed=bench.seed, max_tokens_per_segment=12
+    )
     handoffs, underruns, latency = [], 0, 0.0
     with Player(device=device) as player:
         for _ in range(runs):
             produced = None
-            for chunk in bench.synthesizer.stream_segments(bench.segments[:1], bench.voice, bench.language, settings):
+            for chunk in bench.synthesizer.stream_segments(
+                bench.segments[:1], bench.voice, bench.language, settings
+            ):
                 if produced is None:
                     produced = chunk.produced_at
                 player.write(chunk.samples)
@@ -294,7 +334,9 @@ def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
         return float("nan")
     # A length difference counts as error: the missing part is all noise.
     error = np.sum((signal[:n].astype(np.float64) - reference[:n]) ** 2)
-    error += np.sum(signal[n:].astype(np.float64) ** 2) + np.sum(reference[n:].astype(np.float64) ** 2)
+    error += np.sum(signal[n:].astype(np.float64) ** 2) + np.sum(
+        reference[n:].astype(np.float64) ** 2
+    )
     return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(error, 1e-30)))
 
 
@@ -362,13 +404,21 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if model_dir:
             raise UserError("Use either --model-dir or --random-weights, not both.")
         model_dir = cached_random_model(config.cache_dir(), args.random_weights)
-    loaded = load_model(model_dir, device=getattr(args, "device", "auto"), precision=getattr(args, "precision", "auto"))
+    loaded = load_model(
+        model_dir,
+        device=getattr(args, "device", "auto"),
+        precision=getattr(args, "precision", "auto"),
+    )
     voices = builtin_voices(loaded)
     if not voices:
         raise UserError("The model has no built-in speakers to benchmark with.")
     voice = next(iter(voices.values()))
     bench = Bench(loaded, voice, args.language, text, args.seed)
-    progress = (lambda message: print(message, file=sys.stderr, flush=True)) if not args.quiet else (lambda _m: None)
+    progress = (
+        (lambda message: print(message, file=sys.stderr, flush=True))
+        if not args.quiet
+        else (lambda _m: None)
+    )
 
     progress(f"bench: {loaded.describe()}, {len(bench.segments)} sentences, warm-up...")
     with torch.inference_mode():
@@ -379,14 +429,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             # Interleaved, so drift in the machine's load hits both variants alike.
             stock_runs.append(bench.run_stock())
             our_runs.append(bench.run_ours())
+            stock_run, our_run = stock_runs[-1], our_runs[-1]
             progress(
-                f"bench: run {number + 1}/{args.runs}: first chunk stock {stock_runs[-1].time_to_first_chunk_ms:.0f} ms, "
-                f"ours {our_runs[-1].time_to_first_chunk_ms:.0f} ms; total stock {stock_runs[-1].synthesis_seconds:.1f} s, "
-                f"ours {our_runs[-1].synthesis_seconds:.1f} s"
+                f"bench: run {number + 1}/{args.runs}: first chunk stock "
+                f"{stock_run.time_to_first_chunk_ms:.0f} ms, ours {our_run.time_to_first_chunk_ms:.0f} ms; "
+                f"total stock {stock_run.synthesis_seconds:.1f} s, ours {our_run.synthesis_seconds:.1f} s"
             )
         snr = bench.snr_report()
     stock, ours = _median(stock_runs), _median(our_runs)
-    player = measure_player_overhead(bench, args.player_runs, args.output_device) if args.player_runs else None
+    player = (
+        measure_player_overhead(bench, args.player_runs, args.output_device)
+        if args.player_runs
+        else None
+    )
     ours["snr_vs_full_decode_db"] = snr["snr_vs_full_decode_db"]
     for key in ("precision_snr_latents_db", "precision_snr_audio_db"):
         if key in snr:
@@ -394,7 +449,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     stock["snr_vs_full_decode_db"] = snr["stock_snr_vs_full_decode_db"]
     ratios = {
         key: _ratio(ours[key], stock[key])
-        for key in ("time_to_first_chunk_ms", "synthesis_seconds", "ms_per_token", "decoder_ms_per_chunk", "rtf")
+        for key in (
+            "time_to_first_chunk_ms",
+            "synthesis_seconds",
+            "ms_per_token",
+            "decoder_ms_per_chunk",
+            "rtf",
+        )
     }
     caps = [bench.token_cap(s.text) for s in bench.segments]
     report = {
@@ -402,7 +463,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "ours": ours,
         "ratios": ratios,
         "machine": machine_info(loaded),
-        "model": "random-weights-" + args.random_weights if args.random_weights else str(loaded.model_dir),
+        "model": "random-weights-" + args.random_weights
+        if args.random_weights
+        else str(loaded.model_dir),
         "text_characters": len(text),
         "sentences": len(bench.segments),
         "token_cap": (
@@ -445,7 +508,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axis.plot([0, limit], [0, limit], ":", color="grey", label="real time")
     axis.set_xlabel("wall time since start (s)")
     axis.set_ylabel("audio produced (s)")
-    axis.set_title(f"{report['machine']['device']}, {report['machine']['precision']}, {report['model']}")
+    axis.set_title(
+        f"{report['machine']['device']}, {report['machine']['precision']}, {report['model']}"
+    )
     axis.legend(loc="upper left")
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -489,29 +554,44 @@ def format_table(report: dict[str, Any]) -> str:
             f"{label:28} {cell(report['stock'].get(key), pattern):>10} {cell(report['ours'].get(key), pattern):>10} "
             f"{cell(ratio, '{:.2f}x'):>11}"
         )
-    lines.append(f"machine: {report['machine']['processor']} · {report['machine']['device']} · {report['machine']['precision']}")
+    lines.append(
+        f"machine: {report['machine']['processor']} · {report['machine']['device']} · {report['machine']['precision']}"
+    )
     lines.append(f"token cap: {report['token_cap']}")
     if report.get("player"):
         p = report["player"]
         lines.append(
             f"player hand-off (chunk made -> first sample in the callback): median "
-            f"{cell(p['handoff_ms_median'], '{:.1f}')} ms, max {cell(p['handoff_ms_max'], '{:.1f}')} ms over {p['runs']} plays, "
+            f"{cell(p['handoff_ms_median'], '{:.1f}')} ms, max {cell(p['handoff_ms_max'], '{:.1f}')} ms "
+            f"over {p['runs']} plays, "
             f"{p['underruns']} underruns; device output latency {p['device_output_latency_ms']:.0f} ms"
         )
     return "\n".join(lines)
 
 
 def register(commands: Any, add_model_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    parser = commands.add_parser("bench", help="measure stock coqui-tts streaming against this app's engine")
+    parser = commands.add_parser(
+        "bench", help="measure stock coqui-tts streaming against this app's engine"
+    )
     add_model_options(parser)
-    parser.add_argument("--random-weights", choices=["tiny", "full"], help="benchmark a random-weight model of this size")
-    parser.add_argument("--text", help="the text to synthesize (default: a three-sentence paragraph)")
+    parser.add_argument(
+        "--random-weights",
+        choices=["tiny", "full"],
+        help="benchmark a random-weight model of this size",
+    )
+    parser.add_argument(
+        "--text", help="the text to synthesize (default: a three-sentence paragraph)"
+    )
     parser.add_argument("--file", help="read the text from a UTF-8 file")
     parser.add_argument("--language", default="en")
-    parser.add_argument("--runs", type=int, default=3, help="measured runs after one warm-up (default: 3)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="measured runs after one warm-up (default: 3)"
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--curves", action="store_true", help="include the audio-over-time curves in the JSON")
+    parser.add_argument(
+        "--curves", action="store_true", help="include the audio-over-time curves in the JSON"
+    )
     parser.add_argument("--plot", help="write a PNG plot of audio produced against wall time")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument(

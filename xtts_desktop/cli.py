@@ -9,7 +9,6 @@ import logging.handlers
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,9 @@ def setup_logging(verbose: bool = False) -> Path | None:
         directory = config.log_dir()
         directory.mkdir(parents=True, exist_ok=True)
         log_file = directory / "xtts-desktop.log"
-        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=2, encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=2_000_000, backupCount=2, encoding="utf-8"
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         _installed_handlers.append(handler)
@@ -51,7 +52,9 @@ def setup_logging(verbose: bool = False) -> Path | None:
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     if not verbose:
         # Our own warnings, one line each; tracebacks go to the log file only.
-        console.addFilter(lambda record: record.name.startswith("xtts_desktop") and not record.exc_info)
+        console.addFilter(
+            lambda record: record.name.startswith("xtts_desktop") and not record.exc_info
+        )
     root.addHandler(console)
     _installed_handlers.append(console)
     import warnings
@@ -75,7 +78,9 @@ def read_text_argument(text: str | None, file: str | None) -> str:
         raise UserError("Give the text either as an argument or with --file, not both.")
     if file is None:
         if text is None:
-            raise UserError("There is nothing to read: give TEXT or --file PATH (or --file - for standard input).")
+            raise UserError(
+                "There is nothing to read: give TEXT or --file PATH (or --file - for standard input)."
+            )
         return text
     if file == "-":
         data = sys.stdin.buffer.read()
@@ -89,7 +94,9 @@ def read_text_argument(text: str | None, file: str | None) -> str:
         except FileNotFoundError:
             raise UserError(f"The file {path} does not exist.") from None
         except OSError as error:
-            raise UserError(f"The file {path} cannot be read ({error.strerror or error}).") from None
+            raise UserError(
+                f"The file {path} cannot be read ({error.strerror or error})."
+            ) from None
         label = str(path)
     try:
         return data.decode("utf-8-sig")
@@ -120,7 +127,9 @@ def load_engine(args: argparse.Namespace):
     from xtts_desktop.engine.model import load_model
     from xtts_desktop.engine.stream import Synthesizer
 
-    loaded = load_model(args.model_dir, device=args.device, precision=getattr(args, "precision", "auto"))
+    loaded = load_model(
+        args.model_dir, device=args.device, precision=getattr(args, "precision", "auto")
+    )
     if loaded.device.warning:
         eprint(f"warning: {loaded.device.warning}")
     if loaded.is_random_weights:
@@ -160,9 +169,13 @@ class _Progress:
     def update(self, done: int, audio_seconds: float) -> None:
         if not self.enabled:
             return
-        message = f"[{done}/{self.total}] {100 * done // self.total}% · {audio_seconds:.1f} s of audio"
+        message = (
+            f"[{done}/{self.total}] {100 * done // self.total}% · {audio_seconds:.1f} s of audio"
+        )
         if self.tty:
-            print("\r" + message, end="" if done < self.total else "\n", file=sys.stderr, flush=True)
+            print(
+                "\r" + message, end="" if done < self.total else "\n", file=sys.stderr, flush=True
+            )
         else:
             eprint(message)
 
@@ -202,13 +215,17 @@ def cmd_say(args: argparse.Namespace) -> int:
     progress = _Progress(len(segments), enabled=True)
 
     def audio() -> Any:
-        for chunk in synthesizer.stream_segments(segments, voice, language, settings, cancel, stats):
+        for chunk in synthesizer.stream_segments(
+            segments, voice, language, settings, cancel, stats
+        ):
             yield chunk.samples
             if chunk.segment_end:
                 progress.update(stats.segments_done + 1, stats.audio_seconds)
 
     report = _play_and_write(args, audio(), stats, cancel, out)
-    report.update({"device": loaded.device.name, "precision": loaded.precision, "voice": voice.name})
+    report.update(
+        {"device": loaded.device.name, "precision": loaded.precision, "voice": voice.name}
+    )
     return _report(args, report, language, out)
 
 
@@ -217,17 +234,32 @@ def _say_remote(args: argparse.Namespace, text: str, language: str, out: Path | 
     from xtts_desktop.remote import RemoteEngine, RemoteStats
 
     if args.voice_sample:
-        raise UserError("--voice-sample needs the local engine; save the voice on the server instead.")
-    engine = RemoteEngine(args.server, api_key=args.api_key or os.environ.get("XTTS_DESKTOP_API_KEY") or None)
+        raise UserError(
+            "--voice-sample needs the local engine; save the voice on the server instead."
+        )
+    engine = RemoteEngine(
+        args.server, api_key=args.api_key or os.environ.get("XTTS_DESKTOP_API_KEY") or None
+    )
     cancel = threading.Event()
     stats = RemoteStats()
-    chunks = engine.stream(text, args.voice, language, speed=args.speed, cancel=cancel, stats=stats, seed=args.seed, greedy=args.greedy or None)
+    chunks = engine.stream(
+        text,
+        args.voice,
+        language,
+        speed=args.speed,
+        cancel=cancel,
+        stats=stats,
+        seed=args.seed,
+        greedy=args.greedy or None,
+    )
     report = _play_and_write(args, chunks, stats, cancel, out)
     report.update({"device": f"server {args.server}", "precision": None, "voice": args.voice})
     return _report(args, report, language, out)
 
 
-def _play_and_write(args: argparse.Namespace, chunks: Any, stats: Any, cancel: threading.Event, out: Path | None) -> dict[str, Any]:
+def _play_and_write(
+    args: argparse.Namespace, chunks: Any, stats: Any, cancel: threading.Event, out: Path | None
+) -> dict[str, Any]:
     """Plays (unless --no-play) and writes (with --out) float32 chunks as they come."""
     player = None
     if not args.no_play:
@@ -281,7 +313,9 @@ def _play_and_write(args: argparse.Namespace, chunks: Any, stats: Any, cancel: t
     return report
 
 
-def _report(args: argparse.Namespace, report: dict[str, Any], language: str, out: Path | None) -> int:
+def _report(
+    args: argparse.Namespace, report: dict[str, Any], language: str, out: Path | None
+) -> int:
     report.update({"language": language, "out": str(out) if out else None})
     if args.json:
         print(json.dumps(report, indent=None, sort_keys=True))
@@ -316,7 +350,11 @@ def cmd_voices(args: argparse.Namespace) -> int:
         for name in builtins:
             print(f"  {name}")
         saved = library.list()
-        print("Saved voices:" if saved else "Saved voices: none yet (add one with 'xtts-desktop voices add NAME SAMPLE')")
+        print(
+            "Saved voices:"
+            if saved
+            else "Saved voices: none yet (add one with 'xtts-desktop voices add NAME SAMPLE')"
+        )
         for info in saved:
             print(f"  {info.name}    {info.created}")
         return 0
@@ -329,7 +367,9 @@ def cmd_voices(args: argparse.Namespace) -> int:
         samples = read_samples(args.samples)
         loaded, _ = load_engine(args)
         voice = clone_voice(loaded, name, samples)
-        path = library.save(Voice(name, voice.gpt_cond_latent, voice.speaker_embedding, "saved", voice.metadata))
+        path = library.save(
+            Voice(name, voice.gpt_cond_latent, voice.speaker_embedding, "saved", voice.metadata)
+        )
         print(f"Saved the voice '{name}' ({path}).")
         return 0
     if args.voices_command == "remove":
@@ -376,7 +416,10 @@ def _add_model_options(parser: argparse.ArgumentParser, top_level: bool = False)
         help="folder holding XTTS v2 (config.json, model.pth, vocab.json, speakers_xtts.pth)",
     )
     parser.add_argument(
-        "--device", default=default("auto"), choices=["auto", "cpu", "cuda"], help="where XTTS runs (default: auto)"
+        "--device",
+        default=default("auto"),
+        choices=["auto", "cpu", "cuda"],
+        help="where XTTS runs (default: auto)",
     )
     parser.add_argument(
         "--precision",
@@ -389,7 +432,10 @@ def _add_model_options(parser: argparse.ArgumentParser, top_level: bool = False)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xtts-desktop",
-        description="Read text aloud with Coqui XTTS v2, streaming, on your own GPU. Without a command, opens the window.",
+        description=(
+            "Read text aloud with Coqui XTTS v2, streaming, on your own GPU. "
+            "Without a command, opens the window."
+        ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything to stderr")
     _add_model_options(parser, top_level=True)
@@ -399,22 +445,34 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("text", nargs="?", help="the text to speak")
     say.add_argument("--file", help="read the text from a UTF-8 file ('-' for standard input)")
     say.add_argument("--voice", help="a built-in speaker or a saved voice")
-    say.add_argument("--voice-sample", nargs="+", metavar="PATH", help="clone the voice from these recordings")
+    say.add_argument(
+        "--voice-sample", nargs="+", metavar="PATH", help="clone the voice from these recordings"
+    )
     say.add_argument("--language", default="en", help="language code (default: en)")
-    say.add_argument("--speed", type=float, default=1.0, help="speaking speed, 0.5 to 2 (default: 1)")
+    say.add_argument(
+        "--speed", type=float, default=1.0, help="speaking speed, 0.5 to 2 (default: 1)"
+    )
     say.add_argument("--out", help="write the whole text to this file (.wav, .flac or .ogg)")
     say.add_argument("--no-play", action="store_true", help="do not play through the speakers")
     say.add_argument("--output-device", help="audio output device (index or name)")
     say.add_argument("--seed", type=int, help="make sampling reproducible")
-    say.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
+    say.add_argument(
+        "--greedy", action="store_true", help="no sampling: always the most likely token"
+    )
     say.add_argument("--max-tokens", type=int, help=argparse.SUPPRESS)
-    say.add_argument("--json", action="store_true", help="print timings as one JSON object at the end")
-    say.add_argument("--server", metavar="URL", help="synthesize on an xtts-desktop server instead of here")
+    say.add_argument(
+        "--json", action="store_true", help="print timings as one JSON object at the end"
+    )
+    say.add_argument(
+        "--server", metavar="URL", help="synthesize on an xtts-desktop server instead of here"
+    )
     say.add_argument("--api-key", help="the server's API key (or XTTS_DESKTOP_API_KEY)")
     _add_model_options(say)
     say.set_defaults(handler=cmd_say)
 
-    voices = commands.add_parser("voices", help="list, add, remove, rename, export or import voices")
+    voices = commands.add_parser(
+        "voices", help="list, add, remove, rename, export or import voices"
+    )
     _add_model_options(voices)
     voices.add_argument("--json", action="store_true", help="list as JSON")
     voice_commands = voices.add_subparsers(dest="voices_command", metavar="ACTION")
@@ -450,7 +508,11 @@ def _register_optional_commands() -> None:
     import importlib
 
     _EXTRA_COMMANDS.clear()
-    for module_name in ("xtts_desktop.download_cli", "xtts_desktop.bench", "xtts_desktop.server.cli"):
+    for module_name in (
+        "xtts_desktop.download_cli",
+        "xtts_desktop.bench",
+        "xtts_desktop.server.cli",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:

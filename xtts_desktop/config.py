@@ -27,7 +27,9 @@ def _dir_from_env(variable: str, default: str) -> Path:
 
 def config_dir() -> Path:
     """Settings live here (XTTS_DESKTOP_CONFIG_DIR overrides)."""
-    return _dir_from_env("XTTS_DESKTOP_CONFIG_DIR", platformdirs.user_config_dir(APP_NAME, APP_AUTHOR))
+    return _dir_from_env(
+        "XTTS_DESKTOP_CONFIG_DIR", platformdirs.user_config_dir(APP_NAME, APP_AUTHOR)
+    )
 
 
 def data_dir() -> Path:
@@ -37,7 +39,9 @@ def data_dir() -> Path:
 
 def cache_dir() -> Path:
     """Rebuildable things (random-weight test models) live here (XTTS_DESKTOP_CACHE_DIR overrides)."""
-    return _dir_from_env("XTTS_DESKTOP_CACHE_DIR", platformdirs.user_cache_dir(APP_NAME, APP_AUTHOR))
+    return _dir_from_env(
+        "XTTS_DESKTOP_CACHE_DIR", platformdirs.user_cache_dir(APP_NAME, APP_AUTHOR)
+    )
 
 
 def log_dir() -> Path:

@@ -126,7 +126,9 @@ def test_cancellation_stops_within_a_token(synthesizer, builtin_voice, greedy):
         return cancel.is_set()
 
     with pytest.raises(Cancelled):
-        for _ in synthesizer.stream_segments(one_segment(), builtin_voice, "en", greedy, check, stats):
+        for _ in synthesizer.stream_segments(
+            one_segment(), builtin_voice, "en", greedy, check, stats
+        ):
             pass
     assert tokens_when_cancelled == [5]
     assert stats.tokens == 5
@@ -136,7 +138,9 @@ def test_seed_makes_sampling_reproducible(synthesizer, builtin_voice, tiny_model
     settings = GenerationSettings.from_model(tiny_model, seed=7, max_tokens_per_segment=25)
     first, _ = synthesizer.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
     again, _ = synthesizer.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
-    other, _ = synthesizer.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings.replace(seed=8))
+    other, _ = synthesizer.synthesize_segment_tokens(
+        TEXT, builtin_voice, "en", settings.replace(seed=8)
+    )
     assert first == again
     assert first != other
 
@@ -201,7 +205,9 @@ def test_faster_precisions_keep_the_sound(tiny_model, builtin_voice, greedy, pre
     latents = fast.latents_for_tokens(TEXT, tokens, builtin_voice, "en")
     assert latents.shape == reference.shape
     latent_snr = snr_db(latents.flatten().numpy(), reference.flatten().numpy())
-    audio_snr = snr_db(fp32.decode_full(latents, builtin_voice), fp32.decode_full(reference, builtin_voice))
+    audio_snr = snr_db(
+        fp32.decode_full(latents, builtin_voice), fp32.decode_full(reference, builtin_voice)
+    )
     floor = 40 if precision == "int8" else 25
     assert latent_snr > floor, latent_snr
     assert audio_snr > floor, audio_snr
@@ -213,13 +219,19 @@ def test_static_kv_cache_reproduces_the_dynamic_one(tiny_model, builtin_voice, g
     static = Synthesizer(tiny_model, static_cache=True)
     settings = greedy.replace(max_tokens_per_segment=40)
     tokens, latents = dynamic.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
-    static_tokens, static_latents = static.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
+    static_tokens, static_latents = static.synthesize_segment_tokens(
+        TEXT, builtin_voice, "en", settings
+    )
     assert static_tokens == tokens
     assert snr_db(static_latents.flatten().numpy(), latents.flatten().numpy()) > 100
     # The cache is reused across segments and streams without leaking state.
     again, _ = static.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
-    other_text, _ = static.synthesize_segment_tokens("Another sentence.", builtin_voice, "en", settings)
-    reference_other, _ = dynamic.synthesize_segment_tokens("Another sentence.", builtin_voice, "en", settings)
+    other_text, _ = static.synthesize_segment_tokens(
+        "Another sentence.", builtin_voice, "en", settings
+    )
+    reference_other, _ = dynamic.synthesize_segment_tokens(
+        "Another sentence.", builtin_voice, "en", settings
+    )
     assert again == tokens and other_text == reference_other
 
 

@@ -59,7 +59,9 @@ def test_clone_matches_coqui_get_conditioning_latents(tiny_model, speech_sample,
 def test_any_rate_and_several_samples(tiny_model, speech):
     import torchaudio
 
-    at_48k = torchaudio.functional.resample(torch.from_numpy(speech.samples), speech.sample_rate, 48000).numpy()
+    at_48k = torchaudio.functional.resample(
+        torch.from_numpy(speech.samples), speech.sample_rate, 48000
+    ).numpy()
     voice = clone_voice(tiny_model, "two", [speech, SampleAudio(at_48k, 48000, "b")])
     assert voice.gpt_cond_latent.shape[-1] == tiny_model.width
 
@@ -125,7 +127,9 @@ def test_refused_samples(tiny_model, speech):
     silent = SampleAudio(np.zeros(rate * 5, dtype=np.float32), rate, "silence.wav")
     with pytest.raises(UserError, match="silent"):
         clone_voice(tiny_model, "s", [silent])
-    short = SampleAudio(speech.samples[: int(speech.sample_rate * 1.0)], speech.sample_rate, "short.wav")
+    short = SampleAudio(
+        speech.samples[: int(speech.sample_rate * 1.0)], speech.sample_rate, "short.wav"
+    )
     with pytest.raises(UserError, match="speech"):
         clone_voice(tiny_model, "s", [short])
     clipped = SampleAudio(np.clip(speech.samples * 50, -1, 1), speech.sample_rate, "loud.wav")

@@ -69,7 +69,9 @@ def check_model_dir(location: ModelLocation | Path) -> Path:
         location = ModelLocation(location, "--model-dir")
     path = location.path
     if not path.exists():
-        raise UserError(f"No XTTS v2 model found at {path} ({location.source}): {HOW_TO_GET_A_MODEL}.")
+        raise UserError(
+            f"No XTTS v2 model found at {path} ({location.source}): {HOW_TO_GET_A_MODEL}."
+        )
     if not path.is_dir():
         raise UserError(f"The model path {path} is not a folder: {HOW_TO_GET_A_MODEL}.")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
@@ -84,15 +86,21 @@ def check_model_dir(location: ModelLocation | Path) -> Path:
     try:
         raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path / 'config.json'} is not valid JSON ({error}); download the model again.") from None
+        raise UserError(
+            f"{path / 'config.json'} is not valid JSON ({error}); download the model again."
+        ) from None
     if not isinstance(raw, dict) or raw.get("model") != "xtts":
-        raise UserError(f"{path / 'config.json'} is not an XTTS configuration; point at an XTTS v2 folder.")
+        raise UserError(
+            f"{path / 'config.json'} is not an XTTS configuration; point at an XTTS v2 folder."
+        )
     try:
         vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
         if not isinstance(vocab.get("model", {}).get("vocab"), dict):
             raise ValueError("no vocabulary")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        raise UserError(f"{path / 'vocab.json'} is not a tokenizer vocabulary ({error}); download the model again.") from None
+        raise UserError(
+            f"{path / 'vocab.json'} is not a tokenizer vocabulary ({error}); download the model again."
+        ) from None
     for name in ("model.pth", "speakers_xtts.pth"):
         # torch.save writes a zip archive; a truncated download fails this cheap check.
         if not _is_complete_zip(path / name):
@@ -125,7 +133,9 @@ def choose_device(requested: str = "auto") -> DeviceChoice:
         return DeviceChoice("cuda", torch.cuda.get_device_name(0))
     cpu_name = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
     if requested == "cuda":
-        raise UserError("CUDA was asked for, but torch sees no NVIDIA GPU; use --device cpu or auto.")
+        raise UserError(
+            "CUDA was asked for, but torch sees no NVIDIA GPU; use --device cpu or auto."
+        )
     if requested == "auto":
         return DeviceChoice(
             "cpu",
@@ -146,7 +156,9 @@ def choose_precision(requested: str, device: str) -> str:
     if requested == "fp16" and device != "cuda":
         raise UserError("fp16 needs a CUDA GPU; on the CPU use int8, bf16 or fp32.")
     if requested == "int8" and (device != "cpu" or not int8_weights_supported()):
-        raise UserError("int8 runs on the CPU only (with torch's int8 weight kernel); use fp16 on a GPU.")
+        raise UserError(
+            "int8 runs on the CPU only (with torch's int8 weight kernel); use fp16 on a GPU."
+        )
     return requested
 
 
@@ -156,7 +168,9 @@ def int8_weights_supported() -> bool:
 
     try:
         x = torch.zeros(1, 8, dtype=torch.bfloat16)
-        torch._weight_int8pack_mm(x, torch.zeros(4, 8, dtype=torch.int8), torch.ones(4, dtype=torch.bfloat16))
+        torch._weight_int8pack_mm(
+            x, torch.zeros(4, 8, dtype=torch.int8), torch.ones(4, dtype=torch.bfloat16)
+        )
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     return True
@@ -184,10 +198,14 @@ def _int8_transformer(transformer: torch.nn.Module) -> torch.nn.Module:
     return fast
 
 
-def _null_position_embeddings(positions: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+def _null_position_embeddings(
+    positions: torch.Tensor, width: int, dtype: torch.dtype
+) -> torch.Tensor:
     import torch
 
-    return torch.zeros((positions.shape[0], positions.shape[1], width), dtype=dtype, device=positions.device)
+    return torch.zeros(
+        (positions.shape[0], positions.shape[1], width), dtype=dtype, device=positions.device
+    )
 
 
 @dataclass
@@ -221,7 +239,6 @@ class LoadedModel:
         """
         import copy
 
-        import torch
 
         transformer = self.xtts.gpt.gpt
         if self.precision == "fp32":
@@ -239,9 +256,12 @@ class LoadedModel:
     def gpt_dtype(self) -> torch.dtype:
         import torch
 
-        return {"fp32": torch.float32, "int8": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
-            self.precision
-        ]
+        return {
+            "fp32": torch.float32,
+            "int8": torch.float32,
+            "bf16": torch.bfloat16,
+            "fp16": torch.float16,
+        }[self.precision]
 
     def describe(self) -> str:
         return f"{self.device.name}, {self.precision}"
@@ -268,24 +288,34 @@ def load_model(
     try:
         xtts_config.load_json(str(path / "config.json"))
     except Exception as error:  # coqpit raises many kinds for a config it cannot read
-        raise UserError(f"{path / 'config.json'} cannot be used ({error}); download the model again.") from None
+        raise UserError(
+            f"{path / 'config.json'} cannot be used ({error}); download the model again."
+        ) from None
     try:
         model = Xtts(xtts_config)
         model.load_checkpoint(xtts_config, checkpoint_dir=str(path), eval=True)
     except (RuntimeError, KeyError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         if "size mismatch for gpt.text_embedding" in str(error):
             # coqui sizes the text embedding from vocab.json, so a foreign vocabulary shows here.
             raise UserError(
                 f"{path / 'vocab.json'} does not match {path / 'model.pth'} (a different number of "
                 "text tokens); the files come from different models, download the model again."
             ) from None
-        if "size mismatch" in str(error) or "Missing key" in str(error) or "Unexpected key" in str(error):
+        if (
+            "size mismatch" in str(error)
+            or "Missing key" in str(error)
+            or "Unexpected key" in str(error)
+        ):
             raise UserError(
                 f"{path / 'model.pth'} does not match {path / 'config.json'} ({first_line[:160]}); "
                 "download the model again."
             ) from None
-        raise UserError(f"{path / 'model.pth'} cannot be loaded ({first_line[:160]}); download the model again.") from None
+        raise UserError(
+            f"{path / 'model.pth'} cannot be loaded ({first_line[:160]}); download the model again."
+        ) from None
     if model.speaker_manager is None:
         raise UserError(f"{path / 'speakers_xtts.pth'} cannot be loaded; download the model again.")
     try:

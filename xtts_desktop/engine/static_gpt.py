@@ -55,7 +55,9 @@ class StaticStepper:
         length = embeddings.shape[1]
         if length >= self.max_positions:
             raise ValueError(f"prefix of {length} positions does not fit {self.max_positions}")
-        out = self.transformer(inputs_embeds=embeddings.to(self.dtype), use_cache=True, return_dict=True)
+        out = self.transformer(
+            inputs_embeds=embeddings.to(self.dtype), use_cache=True, return_dict=True
+        )
         cache = out.past_key_values
         for index, layer in enumerate(cache.layers):
             self.keys[index, :, :, :length].copy_(layer.keys)
@@ -79,7 +81,9 @@ class StaticStepper:
             value = value.view(1, 1, self.heads, self.head_dim).transpose(1, 2)
             self.keys[index].index_copy_(2, position, key)
             self.values[index].index_copy_(2, position, value)
-            attended = F.scaled_dot_product_attention(query, self.keys[index], self.values[index], attn_mask=mask)
+            attended = F.scaled_dot_product_attention(
+                query, self.keys[index], self.values[index], attn_mask=mask
+            )
             attended = attended.transpose(1, 2).reshape(1, 1, self.width)
             hidden = residual + attention.c_proj(attended)
             hidden = hidden + block.mlp(block.ln_2(hidden))

@@ -215,7 +215,9 @@ class _SegmentDecoder:
         start = self.emitted_frames
         window_start = max(0, start - self.context)
         window_end = total if final else min(total, end + self.context)
-        audio = self.synthesizer.decode_frames(frames[:, :, window_start:window_end], self.speaker_embedding)
+        audio = self.synthesizer.decode_frames(
+            frames[:, :, window_start:window_end], self.speaker_embedding
+        )
         offset = (start - window_start) * SAMPLES_PER_FRAME
         self.emitted_frames = end
         return audio[offset : offset + (end - start) * SAMPLES_PER_FRAME]
@@ -337,11 +339,16 @@ class Synthesizer:
                     raise Cancelled()
                 began = time.perf_counter()
                 if stepper is not None:
-                    hidden = stepper.prefill(step_input) if position == 1 else stepper.step(step_input)
+                    hidden = (
+                        stepper.prefill(step_input) if position == 1 else stepper.step(step_input)
+                    )
                 else:
                     transformer = prefix_transformer if cache is None else step_transformer
                     out = transformer(
-                        inputs_embeds=step_input.to(dtype), past_key_values=cache, use_cache=True, return_dict=True
+                        inputs_embeds=step_input.to(dtype),
+                        past_key_values=cache,
+                        use_cache=True,
+                        return_dict=True,
                     )
                     cache = out.past_key_values
                     hidden = out.last_hidden_state[:, -1]
@@ -358,7 +365,9 @@ class Synthesizer:
                     return
                 seen[token] = True
                 ids = torch.tensor([[token]], dtype=torch.long, device=device)
-                step_input = gpt.mel_embedding(ids) + gpt.mel_pos_embedding.get_fixed_embedding(position, device)
+                step_input = gpt.mel_embedding(ids) + gpt.mel_pos_embedding.get_fixed_embedding(
+                    position, device
+                )
 
     def _static_stepper(self, positions: int) -> Any:
         """One static KV cache (and CUDA graph) per synthesizer, grown only when a longer
@@ -369,7 +378,9 @@ class Synthesizer:
         longest = 64 + int(gpt.max_text_tokens) + int(gpt.max_gen_mel_tokens) + 4
         if self._stepper is None or self._stepper.max_positions < positions:
             self._stepper = StaticStepper(
-                self.loaded.gpt_transformer, max(positions, longest), use_cuda_graph=self._cuda_graphs
+                self.loaded.gpt_transformer,
+                max(positions, longest),
+                use_cuda_graph=self._cuda_graphs,
             )
         return self._stepper
 
@@ -451,7 +462,9 @@ class Synthesizer:
     ) -> Iterator[Chunk]:
         """Chunks of the whole text, segment by segment, from ``start_segment`` on."""
         segments = self.segments(text, language)
-        yield from self.stream_segments(segments[start_segment:], voice, language, settings, cancel, stats)
+        yield from self.stream_segments(
+            segments[start_segment:], voice, language, settings, cancel, stats
+        )
 
     def stream_segments(
         self,
@@ -515,7 +528,6 @@ class Synthesizer:
         stats: StreamStats,
         generator: torch.Generator | None,
     ) -> Iterator[tuple[np.ndarray, bool]]:
-        import torch
 
         text_tokens = self.encode(segment.text, language)
         decoder = _SegmentDecoder(self, voice, settings.speed, settings.decoder_context_frames)
@@ -526,7 +538,9 @@ class Synthesizer:
             if len(latents) >= next_cut:
                 audio = self._timed_decode(decoder, latents, final=False, stats=stats)
                 if audio is not None and len(audio):
-                    step = min(settings.chunk_tokens, max(settings.first_chunk_tokens, len(latents)))
+                    step = min(
+                        settings.chunk_tokens, max(settings.first_chunk_tokens, len(latents))
+                    )
                     next_cut = len(latents) + step
                     yield audio, False
         audio = self._timed_decode(decoder, latents, final=True, stats=stats)
@@ -561,9 +575,17 @@ class Synthesizer:
         if not settings.greedy:
             generator = torch.Generator(device=self.loaded.torch_device)
             generator.manual_seed(settings.seed if settings.seed is not None else 0)
-        pairs = list(self.generate(self.encode(segment_text, language), voice, settings, cancel, None, generator))
+        pairs = list(
+            self.generate(
+                self.encode(segment_text, language), voice, settings, cancel, None, generator
+            )
+        )
         tokens = [token for token, _ in pairs]
-        latents = torch.stack([latent for _, latent in pairs], dim=1) if pairs else torch.zeros(1, 0, self.loaded.width)
+        latents = (
+            torch.stack([latent for _, latent in pairs], dim=1)
+            if pairs
+            else torch.zeros(1, 0, self.loaded.width)
+        )
         return tokens, latents
 
     def latents_for_tokens(
@@ -573,7 +595,11 @@ class Synthesizer:
         import torch
 
         settings = GenerationSettings(greedy=True)
-        pairs = list(self.generate(self.encode(segment_text, language), voice, settings, forced_tokens=tokens))
+        pairs = list(
+            self.generate(
+                self.encode(segment_text, language), voice, settings, forced_tokens=tokens
+            )
+        )
         return torch.stack([latent for _, latent in pairs], dim=1)
 
     def warm_up(self, voice: Voice, language: str = "en") -> None:

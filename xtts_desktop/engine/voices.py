@@ -138,7 +138,9 @@ def clone_voice(loaded: LoadedModel, name: str, samples: Sequence[SampleAudio]) 
     audios = []
     with torch.inference_mode():
         for sample in samples:
-            audio = torch.from_numpy(np.ascontiguousarray(sample.samples, dtype=np.float32))[None, :]
+            audio = torch.from_numpy(np.ascontiguousarray(sample.samples, dtype=np.float32))[
+                None, :
+            ]
             if sample.sample_rate != rate:
                 audio = torchaudio.functional.resample(audio, sample.sample_rate, rate)
             audio = audio[:, : rate * max_seconds].to(device)
@@ -262,7 +264,9 @@ class VoiceLibrary:
         if clash is not None and clash.name.casefold() != old.strip().casefold():
             raise UserError(f"A voice named '{new}' already exists; choose another name.")
         old_path = self.find(old).path
-        renamed = Voice(new, voice.gpt_cond_latent, voice.speaker_embedding, "saved", voice.metadata)
+        renamed = Voice(
+            new, voice.gpt_cond_latent, voice.speaker_embedding, "saved", voice.metadata
+        )
         new_path = self._free_path(new) if _slug(new) != old_path.stem else old_path
         write_voice_file(renamed, new_path)
         if new_path != old_path:
@@ -271,7 +275,13 @@ class VoiceLibrary:
     def import_file(self, source: Path, name: str | None = None) -> Voice:
         voice = read_voice_file(Path(source))
         if name:
-            voice = Voice(check_voice_name(name), voice.gpt_cond_latent, voice.speaker_embedding, "saved", voice.metadata)
+            voice = Voice(
+                check_voice_name(name),
+                voice.gpt_cond_latent,
+                voice.speaker_embedding,
+                "saved",
+                voice.metadata,
+            )
         self.save(voice)
         return voice
 
@@ -331,7 +341,9 @@ def read_voice_file(path: Path) -> Voice:
     if not path.is_file():
         raise UserError(f"The voice file {path} does not exist.")
     if path.suffix != VOICE_SUFFIX:
-        raise UserError(f"{path.name} is not a .safetensors voice file; other formats are never opened.")
+        raise UserError(
+            f"{path.name} is not a .safetensors voice file; other formats are never opened."
+        )
     metadata = _read_metadata(path)
     try:
         tensors = load_file(str(path))
@@ -348,7 +360,9 @@ def resolve_voice(loaded: LoadedModel, library: VoiceLibrary, name: str | None) 
     builtins = builtin_voices(loaded)
     if not name:
         if not builtins:
-            raise UserError("This model has no built-in speakers; choose a saved voice or a sample.")
+            raise UserError(
+                "This model has no built-in speakers; choose a saved voice or a sample."
+            )
         return next(iter(builtins.values()))
     wanted = name.strip().casefold()
     for voice_name, voice in builtins.items():
