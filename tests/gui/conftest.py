@@ -98,9 +98,9 @@ def drop_files(widget, paths: list[Path], *, with_text: bool = True) -> bool:
     action = Qt.DropAction.CopyAction
     buttons = Qt.MouseButton.LeftButton
     modifiers = Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(QPointF(center), action, mime, buttons, modifiers)
+    enter = QDragEnterEvent(center, action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, enter)
-    move = QDragMoveEvent(QPointF(center), action, mime, buttons, modifiers)
+    move = QDragMoveEvent(center, action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, move)
     drop = QDropEvent(QPointF(center), action, mime, buttons, modifiers)
     QApplication.sendEvent(widget, drop)

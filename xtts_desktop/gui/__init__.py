@@ -5,11 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xtts_desktop.gui import qt_fixes
-
-# Before any signal is emitted: PySide6 6.12 on CPython 3.11 would otherwise crash (qt_fixes).
-qt_fixes.install()
-
 if TYPE_CHECKING:
     from xtts_desktop.gui.main_window import MainWindow
 
