@@ -45,6 +45,10 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
 _READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 _READABLE_NAMES = "WAV, FLAC, OGG or MP3"
 _WRITE_BLOCK = 1 << 18  # samples clipped and written at a time by write_audio
+_READ_BLOCK = 1 << 16  # frames decoded at a time by read_audio (all channels)
+# No real recording goes past 768 kHz (DXD/DSD conversions); a header claiming more is
+# hostile or broken, and would make "the first 30 seconds" as large as a long file.
+_MAX_READ_RATE = 768_000
 
 
 def _available(container: str, subtype: str) -> bool:
@@ -112,6 +116,52 @@ def _check_target(path: Path) -> None:
         raise UserError(f"Cannot save to {path}: {parent} is not a folder.")
 
 
+class _GuardedFile:
+    """The temporary file as libsndfile's virtual I/O sees it.
+
+    An OS error (a full disk, a vanished device) is recorded and reported to libsndfile as
+    a short write, instead of being raised inside its C callback, where Python would print
+    a traceback and libsndfile would carry on. Unbuffered, so that every write reaches the
+    OS at once and seek/tell never fail on a pending flush.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            return 0
+        view = memoryview(data)
+        done = 0
+        try:
+            # A disk filling up first takes part of a write; the retry then says why.
+            while done < len(view):
+                count = self.raw.write(view[done:])
+                if not count:
+                    break
+                done += count
+        except OSError as exc:
+            self.error = exc
+        return done
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def _open_folder(folder: Path) -> int | None:
+    """A descriptor of the target's folder, to find the temporary file wherever it goes."""
+    if os.unlink not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
+        return None
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+
+
 class AudioFileWriter:
     """Streams mono chunks into an audio file that appears at `path` only when complete.
 
@@ -129,14 +179,19 @@ class AudioFileWriter:
         self.temp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.part")
         self.frames_written = 0
         self._done = False
+        # Held so that a folder renamed or deleted during the export is noticed, and the
+        # temporary file removed from wherever the folder went.
+        self._folder_fd = _open_folder(self.path.parent)
         try:
             # 'x': never clobber anything; the mode follows the umask like any new file.
-            self._file: BinaryIO = open(self.temp_path, "xb")  # noqa: SIM115 - closed in close()
+            self._file: BinaryIO = open(self.temp_path, "xb", buffering=0)  # noqa: SIM115
         except OSError as exc:
+            self._close_folder()
             raise _save_error(self.path, exc) from exc
+        self._io = _GuardedFile(self._file)
         try:
             self._sound = sf.SoundFile(
-                self._file,
+                self._io,
                 mode="w",
                 samplerate=self.sample_rate,
                 channels=1,
@@ -168,9 +223,13 @@ class AudioFileWriter:
         data = np.clip(data, -1.0, 1.0)
         try:
             self._sound.write(data)
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        except (sf.LibsndfileError, RuntimeError, OSError, AssertionError) as exc:
+            # soundfile asserts that every frame was written: a short write (full disk) lands here.
             self.abort()
-            raise _save_error(self.path, exc) from exc
+            raise _save_error(self.path, self._io.error or exc) from exc
+        if self._io.error is not None:
+            self.abort()
+            raise _save_error(self.path, self._io.error)
         self.frames_written += data.shape[0]
 
     def close(self) -> Path:
@@ -179,14 +238,26 @@ class AudioFileWriter:
             return self.path
         try:
             self._sound.close()
-            self._file.flush()
+            if self._io.error is not None:
+                raise self._io.error
             os.fsync(self._file.fileno())
             self._file.close()
+        except (sf.LibsndfileError, RuntimeError, OSError, AssertionError) as exc:
+            self.abort()
+            raise _save_error(self.path, self._io.error or exc) from exc
+        if not self._folder_is_in_place():
+            self.abort()
+            raise UserError(
+                f"Cannot save to {self.path}: the folder {self.path.parent} was moved or "
+                "deleted during the export."
+            )
+        try:
             os.replace(self.temp_path, self.path)
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        except OSError as exc:
             self.abort()
             raise _save_error(self.path, exc) from exc
         self._done = True
+        self._close_folder()
         _sync_folder(self.path.parent)
         logger.info("saved %s (%.1f s)", self.path, self.seconds_written)
         return self.path
@@ -203,15 +274,42 @@ class AudioFileWriter:
                 logger.debug("closing %s while aborting: %s", self.temp_path, exc)
         self._remove_temp()
 
+    def _folder_is_in_place(self) -> bool:
+        """Whether the target's folder is still the one the export began in."""
+        if self._folder_fd is None:
+            return True
+        try:
+            now, then = os.stat(self.path.parent), os.fstat(self._folder_fd)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino)
+
     def _remove_temp(self) -> None:
         try:
             self._file.close()
         except OSError:
             pass
         try:
-            self.temp_path.unlink(missing_ok=True)
+            if self._folder_fd is not None:
+                # Through the folder's descriptor: found even if the folder was renamed.
+                try:
+                    os.unlink(self.temp_path.name, dir_fd=self._folder_fd)
+                except FileNotFoundError:
+                    pass
+            else:
+                self.temp_path.unlink(missing_ok=True)
         except OSError as exc:
             logger.warning("could not remove the temporary file %s: %s", self.temp_path, exc)
+        finally:
+            self._close_folder()
+
+    def _close_folder(self) -> None:
+        if self._folder_fd is not None:
+            try:
+                os.close(self._folder_fd)
+            except OSError:
+                pass
+            self._folder_fd = None
 
     def __enter__(self) -> AudioFileWriter:
         return self
@@ -294,19 +392,33 @@ def read_audio(
         sample_rate = int(sound.samplerate)
         if sound.frames == 0 or sample_rate <= 0:
             raise UserError(f"Cannot read {path}: it contains no audio.")
+        if sample_rate > _MAX_READ_RATE:
+            raise UserError(
+                f"Cannot read {path}: its sample rate ({sample_rate} Hz) is not one of real "
+                "audio; the file is damaged."
+            )
         frames = -1  # everything
         if max_seconds is not None:
             frames = max(1, math.ceil(max_seconds * sample_rate))
             if 0 < sound.frames < frames:
                 frames = sound.frames
         try:
-            data = sound.read(frames=frames, dtype="float32", always_2d=True)
+            # Mixed down block by block: a file of many channels costs no more than mono.
+            parts = [
+                block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+                for block in sound.blocks(
+                    blocksize=max(256, _READ_BLOCK // max(1, sound.channels)),
+                    frames=frames,
+                    dtype="float32",
+                    always_2d=True,
+                )
+            ]
         except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
             logger.info("decoding %s failed: %s", path, exc)
             raise UserError(f"Cannot read {path}: it is damaged and could not be decoded.") from exc
-    if data.shape[0] == 0:
+    mono = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    if mono.shape[0] == 0:
         raise UserError(f"Cannot read {path}: it contains no audio.")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
         raise UserError(
             f"Cannot read {path}: it contains invalid samples (not a number, or infinite)."
