@@ -26,10 +26,35 @@ def test_without_a_model_the_window_opens_and_says_how_to_get_one(make_window, q
     # Play by keyboard does nothing but say why.
     window.start_reading()
     assert window.play_job is None
-    # The hook the download dialog will take over shows the same advice.
+    # Help > Get XTTS v2 shows the same advice again, with the way to the download dialog.
     window.message_bar.dismiss()
     window.show_model_setup()
     assert window.message_bar.text() == message
+    assert window.message_bar.action_button.text() == "Get XTTS v2…"
+
+
+def test_a_model_folder_chosen_in_the_dialog_loads_in_the_window(
+    make_window, qtbot, tmp_path, tiny_model_dir, monkeypatch
+):
+    """No model, then "Get XTTS v2…" > "Use a model folder...": the worker loads it, Play works."""
+    import shutil
+
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window(model_dir=tmp_path / "no-model-here", device="cpu")
+    with qtbot.waitSignal(window.modelFailed, timeout=MODEL_TIMEOUT_MS):
+        pass
+    folder = tmp_path / "chosen"
+    shutil.copytree(tiny_model_dir, folder)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    qtbot.mouseClick(window.message_bar.action_button, Qt.MouseButton.LeftButton)
+    dialog = window.model_dialog
+    assert dialog is not None and dialog.isVisible()
+    with qtbot.waitSignal(window.modelReady, timeout=MODEL_TIMEOUT_MS):
+        qtbot.mouseClick(dialog.folder_button, Qt.MouseButton.LeftButton)
+    assert window.findChild(QToolButton, "playButton").isEnabled()
+    assert window.settings.model_dir == str(folder)
+    assert window.message_bar.text() == ""
 
 
 def test_space_types_into_the_text_instead_of_playing(make_window, qtbot, tmp_path):

@@ -120,6 +120,14 @@ def install_exception_hooks(show_dialog: bool = True) -> ExceptionHook:
     return hook
 
 
+def _first_run_offer(window) -> None:
+    from xtts_desktop.engine.model import locate_model
+
+    location = locate_model(window.settings.model_dir or None)
+    if not location.path.exists() and window.model_dialog is None:
+        window.open_model_dialog()
+
+
 def main(model_dir: str | None = None, device: str = "auto") -> int:
     """Open the window; returns the exit code (`xtts-desktop` without a subcommand)."""
     if not logging.getLogger().handlers:  # the command line has set up the log file already
@@ -149,6 +157,9 @@ def main(model_dir: str | None = None, device: str = "auto") -> int:
     wake.timeout.connect(lambda: None)
     wake.start(250)
     window.show()
+    # First run: no model anywhere yet, so offer the download at once (never in tests, which
+    # build the window with create_window and show no dialog).
+    window.modelFailed.connect(lambda _message: _first_run_offer(window))
     code = app.exec()
     wake.stop()
     window.shutdown()

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
 
         self.model_info: ModelInfo | None = None
         self.model_error: str | None = None
+        self.model_dialog: Any = None  # the "Get XTTS v2" dialog, once opened
         self.play_job: PlayJob | None = None
         self.export_job: tuple[int, Path] | None = None
         self.clone_jobs: dict[int, tuple[Path, ...]] = {}
@@ -236,7 +237,7 @@ class MainWindow(QMainWindow):
         self.import_voice_action = self._action("Import voice file…", self.import_voice)
         self.export_voice_action = self._action("Export voice file…", self.export_voice)
 
-        self.model_setup_action = self._action("How to get the model…", self.show_model_setup)
+        self.model_setup_action = self._action("Get XTTS v2…", self.open_model_dialog)
         self.log_folder_action = self._action("Open the log folder", self.open_log_folder)
         self.about_action = self._action("About XTTS Desktop", self.show_about)
 
@@ -570,12 +571,35 @@ class MainWindow(QMainWindow):
         self.modelFailed.emit(message)
 
     def show_model_setup(self) -> None:
-        """How to get a model. The first-run download dialog will hook in here; for now it
-        shows the loader's message (which says what to do) in the window."""
+        """Says in the window how to get a model, with a button to the "Get XTTS v2" dialog."""
         from xtts_desktop.engine.model import HOW_TO_GET_A_MODEL
 
         message = self.model_error or f"To get the XTTS v2 model, {HOW_TO_GET_A_MODEL}."
-        self.message_bar.show_message(message, "error" if self.model_error else "info")
+        self.message_bar.show_message(
+            message,
+            "error" if self.model_error else "info",
+            action=("Get XTTS v2…", self.open_model_dialog),
+        )
+
+    def open_model_dialog(self) -> None:
+        """The licence, the download with its progress, or "Use a model folder..."; never
+        modal over a running job, and the model loads in the worker once it is there."""
+        from xtts_desktop.gui.download_dialog import DownloadDialog
+
+        if self.model_dialog is not None and self.model_dialog.isVisible():
+            self.model_dialog.raise_()
+            return
+        self.model_dialog = DownloadDialog(self, message=self.model_error)
+        self.model_dialog.modelReady.connect(self._use_model_folder)
+        self.model_dialog.open()
+
+    @Slot(str)
+    def _use_model_folder(self, model_dir: str) -> None:
+        self.model_error = None
+        self.message_bar.dismiss()
+        self.settings = self.settings.replace(model_dir=model_dir)
+        self.save_settings()
+        self.host.reload(model_dir)
 
     @Slot(object)
     def _on_output_devices(self, devices: list) -> None:
@@ -1216,6 +1240,8 @@ class MainWindow(QMainWindow):
         self.settings = self.settings.replace(window_geometry=geometry)
         self.save_settings()
         self.hide()
+        if self.model_dialog is not None:
+            self.model_dialog.shutdown()
         self.play_job = None
         self.tasks.shutdown()
         self.host.shutdown()

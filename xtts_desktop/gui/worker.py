@@ -135,6 +135,17 @@ class SynthesisWorker(QObject):
     def start(self) -> None:
         """List the audio outputs, then load and warm up the model (in this thread)."""
         self._list_output_devices()
+        self._load()
+
+    @Slot(str)
+    def reload(self, model_dir: str) -> None:
+        """Load another model folder (after a download or "Use a model folder...")."""
+        self.model_dir = model_dir
+        self.loaded = None
+        self.synthesizer = None
+        self._load()
+
+    def _load(self) -> None:
         self.modelStatus.emit("Loading model…")
         try:
             from xtts_desktop.engine.model import load_model
@@ -406,6 +417,7 @@ class WorkerHost(QObject):
     _playRequested = Signal(object)
     _exportRequested = Signal(object)
     _cloneRequested = Signal(object)
+    _reloadRequested = Signal(str)
 
     def __init__(self, worker: SynthesisWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -417,6 +429,7 @@ class WorkerHost(QObject):
         self._playRequested.connect(worker.play)
         self._exportRequested.connect(worker.export)
         self._cloneRequested.connect(worker.clone)
+        self._reloadRequested.connect(worker.reload)
         self._shut_down = False
 
     def start(self) -> None:
@@ -431,6 +444,9 @@ class WorkerHost(QObject):
 
     def clone(self, request: CloneRequest) -> None:
         self._cloneRequested.emit(request)
+
+    def reload(self, model_dir: str) -> None:
+        self._reloadRequested.emit(model_dir)
 
     @property
     def is_shut_down(self) -> bool:
