@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xtts_desktop import config
+from xtts_desktop.engine.model import DEVICES, PRECISIONS
 from xtts_desktop.errors import Cancelled, UserError
 
 logger = logging.getLogger("xtts_desktop")
@@ -418,13 +419,13 @@ def _add_model_options(parser: argparse.ArgumentParser, top_level: bool = False)
     parser.add_argument(
         "--device",
         default=default("auto"),
-        choices=["auto", "cpu", "cuda"],
+        choices=list(DEVICES),
         help="where XTTS runs (default: auto)",
     )
     parser.add_argument(
         "--precision",
         default=default("auto"),
-        choices=["auto", "fp32", "int8", "bf16", "fp16"],
+        choices=list(PRECISIONS),
         help="GPT precision (default: auto)",
     )
 

@@ -475,7 +475,6 @@ class Synthesizer:
         cancel: CancelCheck | threading.Event | None = None,
         stats: StreamStats | None = None,
     ) -> Iterator[Chunk]:
-        import torch
 
         from xtts_desktop.engine.text import normalize_language
 
@@ -484,19 +483,13 @@ class Synthesizer:
         segments = list(segments)
         stats.segments = len(segments)
         voice.check_compatible(self.loaded.width)
-        generator = None
-        if not settings.greedy:
-            generator = torch.Generator(device=self.loaded.torch_device)
-            if settings.seed is not None:
-                generator.manual_seed(settings.seed)
-            else:
-                generator.seed()
+        generator = self._generator(settings)
         pause = np.zeros(int(settings.sentence_pause_s * self.sample_rate), dtype=np.float32)
         offset = 0
         with self._lock:
             for number, segment in enumerate(segments):
                 is_last_segment = number == len(segments) - 1
-                for audio, end_of_segment in self._segment_audio(
+                for audio, end_of_segment in self._segment_audio_or_fall_back(
                     segment, voice, language, settings, cancel, stats, generator
                 ):
                     if end_of_segment and not is_last_segment and len(pause):
@@ -517,6 +510,49 @@ class Synthesizer:
                     yield chunk
                 stats.segments_done += 1
         stats.finished_at = time.perf_counter()
+
+    def _generator(self, settings: GenerationSettings) -> torch.Generator | None:
+        import torch
+
+        if settings.greedy:
+            return None
+        generator = torch.Generator(device=self.loaded.torch_device)
+        if settings.seed is not None:
+            generator.manual_seed(settings.seed)
+        else:
+            generator.seed()
+        return generator
+
+    def _segment_audio_or_fall_back(
+        self,
+        segment: Segment,
+        voice: Voice,
+        language: str,
+        settings: GenerationSettings,
+        cancel: CancelCheck | threading.Event | None,
+        stats: StreamStats,
+        generator: torch.Generator | None,
+    ) -> Iterator[tuple[np.ndarray, bool]]:
+        """A segment's audio; if the GPU runs out of memory, the model moves to the CPU and the
+        segment starts again there (its start is heard twice rather than never)."""
+        import torch
+
+        try:
+            yield from self._segment_audio(
+                segment, voice, language, settings, cancel, stats, generator
+            )
+        except torch.OutOfMemoryError:
+            if self.loaded.device.torch_device == "cpu":
+                raise
+            self.loaded.fall_back_to_cpu(
+                "The GPU ran out of memory during synthesis: XTTS now runs on the CPU."
+            )
+            self._stepper = None
+            self._static_cache = self._cuda_graphs = False
+            generator = self._generator(settings)
+            yield from self._segment_audio(
+                segment, voice, language, settings, cancel, stats, generator
+            )
 
     def _segment_audio(
         self,
