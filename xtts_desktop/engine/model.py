@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import platform
 import zipfile
 from dataclasses import dataclass
@@ -114,6 +115,57 @@ def _is_complete_zip(path: Path) -> bool:
             return len(archive.namelist()) > 0
     except (zipfile.BadZipFile, OSError):
         return False
+
+
+def _check_vocab_loads(vocab: Path) -> None:
+    """vocab.json must be a tokenizer that `tokenizers` can build (coqui's own error is a bare
+    Exception naming no file)."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(vocab))
+    except Exception as error:  # tokenizers raises plain Exception for a malformed file
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        raise UserError(
+            f"{vocab} is not a tokenizer vocabulary ({first_line}); download the model again."
+        ) from None
+
+
+def _unsafe_checkpoint(path: Path) -> Path:
+    """Which of the two checkpoints weights_only refused (only asked once loading failed)."""
+    import torch
+
+    speakers = path / "speakers_xtts.pth"
+    try:
+        torch.load(speakers, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return speakers
+    except Exception:  # noqa: BLE001 - another fault in this file; the refusal was model.pth's
+        pass
+    return path / "model.pth"
+
+
+def _speakers_problem(speakers: object, width: int) -> str | None:
+    """What is wrong with the table in speakers_xtts.pth, in words; None if it is usable."""
+    import torch
+
+    if not isinstance(speakers, dict):
+        return "does not hold a table of speakers"
+    for name, entry in speakers.items():
+        latent = entry.get("gpt_cond_latent") if isinstance(entry, dict) else None
+        embedding = entry.get("speaker_embedding") if isinstance(entry, dict) else None
+        if not (
+            isinstance(name, str)
+            and isinstance(latent, torch.Tensor)
+            and isinstance(embedding, torch.Tensor)
+            and latent.is_floating_point()
+            and embedding.is_floating_point()
+            and latent.ndim == 3
+            and latent.shape[-1] == width
+            and embedding.numel() == 512
+        ):
+            return f"holds a speaker ({str(name)[:40]!r}) that this model cannot use"
+    return None
 
 
 @dataclass(frozen=True)
@@ -239,7 +291,6 @@ class LoadedModel:
         """
         import copy
 
-
         transformer = self.xtts.gpt.gpt
         if self.precision == "fp32":
             return transformer
@@ -291,9 +342,17 @@ def load_model(
         raise UserError(
             f"{path / 'config.json'} cannot be used ({error}); download the model again."
         ) from None
+    _check_vocab_loads(path / "vocab.json")
     try:
         model = Xtts(xtts_config)
         model.load_checkpoint(xtts_config, checkpoint_dir=str(path), eval=True)
+    except pickle.UnpicklingError:
+        # coqui loads both files with torch's weights_only: a pickle holding anything but
+        # tensors and plain containers is refused there, before any of it runs.
+        raise UserError(
+            f"{_unsafe_checkpoint(path)} holds Python objects besides tensors and was not loaded "
+            "(loading it could run code); download the model again."
+        ) from None
     except (RuntimeError, KeyError, EOFError, ValueError) as error:
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -316,8 +375,20 @@ def load_model(
         raise UserError(
             f"{path / 'model.pth'} cannot be loaded ({first_line[:160]}); download the model again."
         ) from None
+    except Exception as error:  # a checkpoint of the wrong structure fails anywhere in coqui
+        logger.warning("loading the model in %s failed", path, exc_info=True)
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        raise UserError(
+            f"The model in {path} cannot be loaded ({type(error).__name__}: {first_line}); "
+            "download the model again."
+        ) from None
     if model.speaker_manager is None:
         raise UserError(f"{path / 'speakers_xtts.pth'} cannot be loaded; download the model again.")
+    problem = _speakers_problem(
+        model.speaker_manager.speakers, int(model.args.gpt_n_model_channels)
+    )
+    if problem:
+        raise UserError(f"{path / 'speakers_xtts.pth'} {problem}; download the model again.")
     try:
         model.to(choice.torch_device)
     except torch.cuda.OutOfMemoryError:

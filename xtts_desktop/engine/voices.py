@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import tempfile
@@ -29,6 +30,17 @@ VOICE_SUFFIX = ".safetensors"
 MIN_SPEECH_SECONDS = 2.0
 # Files that can carry code: never opened, reported once when seen in the voices folder.
 _UNSAFE_SUFFIXES = {".pth", ".pt", ".pkl", ".pickle", ".bin", ".ckpt", ".npy", ".npz", ".joblib"}
+# A voice is about 130 kB ([1, 32, 1024] latents and a 512-value embedding); anything far
+# larger is not a voice, and is not read into memory to find out.
+MAX_VOICE_FILE_BYTES = 16 * 1024 * 1024
+# Conditioning latents longer than this are not XTTS's (its perceiver gives 32 positions).
+_MAX_LATENT_POSITIONS = 1024
+MIN_SAMPLE_RATE = 8000
+# torchaudio's resampler builds a kernel of (22050 / g) x (rate / g) taps for g = gcd(rate,
+# 22050): 44100 Hz costs 2 x 1, but 44101 Hz (one a damaged header can claim) 22050 x 44101,
+# 17 GB. Rates whose kernel would pass this many taps are rounded to a multiple of 50 Hz
+# first (at most 0.3 % off at 8 kHz: nothing a speaker embedding can hear).
+_MAX_RESAMPLE_TAPS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,11 @@ def check_sample(sample: SampleAudio) -> None:
         raise UserError(f"{sample.label} holds no audio.")
     if not np.all(np.isfinite(samples)):
         raise UserError(f"{sample.label} contains invalid (NaN or infinite) samples.")
+    if sample.sample_rate < MIN_SAMPLE_RATE:
+        raise UserError(
+            f"{sample.label} has a sample rate of {sample.sample_rate} Hz; speech needs at least "
+            f"{MIN_SAMPLE_RATE} Hz."
+        )
     peak = float(np.max(np.abs(samples)))
     if peak < 10 ** (-60 / 20):
         raise UserError(f"{sample.label} is silent; record about 6 seconds of clear speech.")
@@ -110,6 +127,14 @@ def check_sample(sample: SampleAudio) -> None:
         raise UserError(
             f"{sample.label} is clipped ({clipped:.0%} of samples at full scale); record it less loud."
         )
+
+
+def _resampling_rate(rate: int, target: int) -> int:
+    """The rate to tell the resampler: `rate`, unless its kernel would be huge (see above)."""
+    divisor = math.gcd(rate, target)
+    if (target // divisor) * (rate // divisor) <= _MAX_RESAMPLE_TAPS:
+        return rate
+    return max(50, round(rate / 50) * 50)
 
 
 def sample_hash(samples: Sequence[SampleAudio]) -> str:
@@ -141,8 +166,9 @@ def clone_voice(loaded: LoadedModel, name: str, samples: Sequence[SampleAudio]) 
             audio = torch.from_numpy(np.ascontiguousarray(sample.samples, dtype=np.float32))[
                 None, :
             ]
-            if sample.sample_rate != rate:
-                audio = torchaudio.functional.resample(audio, sample.sample_rate, rate)
+            source_rate = _resampling_rate(sample.sample_rate, rate)
+            if source_rate != rate:
+                audio = torchaudio.functional.resample(audio, source_rate, rate)
             audio = audio[:, : rate * max_seconds].to(device)
             embeddings.append(xtts.get_speaker_embedding(audio, rate))
             audios.append(audio)
@@ -286,7 +312,12 @@ class VoiceLibrary:
         return voice
 
     def export_file(self, name: str, target: Path) -> None:
-        write_voice_file(self.load(name), Path(target))
+        target = Path(target)
+        if target.suffix != VOICE_SUFFIX:
+            raise UserError(
+                f"Cannot export to {target.name}: voices are saved as {VOICE_SUFFIX} files."
+            )
+        write_voice_file(self.load(name), target)
 
 
 def write_voice_file(voice: Voice, path: Path) -> None:
@@ -294,7 +325,8 @@ def write_voice_file(voice: Voice, path: Path) -> None:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UserError(f"Cannot save the voice to {path}: it is a folder.")
     metadata = {k: str(v) for k, v in voice.metadata.items()}
     metadata.update(
         {
@@ -307,19 +339,39 @@ def write_voice_file(voice: Voice, path: Path) -> None:
         "gpt_cond_latent": voice.gpt_cond_latent.detach().float().cpu().contiguous(),
         "speaker_embedding": voice.speaker_embedding.detach().float().cpu().contiguous(),
     }
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise UserError(f"Cannot save the voice to {path}: {_os_reason(error)}.") from None
     os.close(fd)
     try:
         save_file(tensors, temporary, metadata=metadata)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UserError(f"Cannot save the voice to {path}: {_os_reason(error)}.") from None
+        if isinstance(error, Exception) and "No space left" in str(error):
+            # safetensors reports write failures as its own error, with the OS's words.
+            raise UserError(f"Cannot save the voice to {path}: the disk is full.") from None
         raise
+
+
+def _os_reason(error: OSError) -> str:
+    reason = error.strerror or str(error) or type(error).__name__
+    return reason[:1].lower() + reason[1:]
 
 
 def _read_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise UserError(f"{path.name} cannot be read ({_os_reason(error)}).") from None
+    if size > MAX_VOICE_FILE_BYTES:
+        raise UserError(f"{path.name} is too large ({size / 1e6:.0f} MB) to be a voice file.")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
@@ -328,6 +380,10 @@ def _read_metadata(path: Path) -> dict[str, str]:
         raise UserError(f"{path.name} is not a valid voice file ({error}).") from None
     if metadata.get("format") != VOICE_FORMAT or not metadata.get("name"):
         raise UserError(f"{path.name} is not an XTTS Desktop voice file.")
+    try:
+        metadata["name"] = check_voice_name(metadata["name"])
+    except UserError as error:
+        raise UserError(f"{path.name} holds a voice without a usable name ({error})") from None
     if keys != {"gpt_cond_latent", "speaker_embedding"}:
         raise UserError(f"{path.name} is not an XTTS Desktop voice file (unexpected tensors).")
     return metadata
@@ -350,8 +406,19 @@ def read_voice_file(path: Path) -> Voice:
     except Exception as error:
         raise UserError(f"{path.name} is not a valid voice file ({error}).") from None
     latent, embedding = tensors["gpt_cond_latent"], tensors["speaker_embedding"]
-    if latent.ndim != 3 or tuple(embedding.shape) != (1, 512, 1):
+    if not (latent.is_floating_point() and embedding.is_floating_point()):
+        raise UserError(f"{path.name} holds tensors of the wrong type for a voice.")
+    if (
+        latent.ndim != 3
+        or latent.shape[0] != 1
+        or not 1 <= latent.shape[1] <= _MAX_LATENT_POSITIONS
+        or latent.shape[2] < 1
+        or tuple(embedding.shape) != (1, 512, 1)
+    ):
         raise UserError(f"{path.name} holds tensors of the wrong shape for a voice.")
+    latent, embedding = latent.float(), embedding.float()
+    if not (bool(latent.isfinite().all()) and bool(embedding.isfinite().all())):
+        raise UserError(f"{path.name} holds invalid (NaN or infinite) values.")
     return Voice(metadata["name"], latent, embedding, "saved", metadata)
 
 
