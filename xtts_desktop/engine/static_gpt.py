@@ -71,7 +71,14 @@ class StaticStepper:
         """step_output = GPT-2(step_input at step_position); reads and writes static buffers only."""
         hidden = self.step_input
         position = self.step_position
-        mask = (self.positions <= position).view(1, 1, 1, -1)
+        if self._use_cuda_graph:
+            # Fixed shapes for the graph: attend to the whole buffer, masked past `position`.
+            mask = (self.positions <= position).view(1, 1, 1, -1)
+            visible = self.max_positions
+        else:
+            # Eager: attend to the filled part only, no mask needed.
+            mask = None
+            visible = self.length + 1
         for index, block in enumerate(self.layers):
             residual = hidden
             attention = block.attn
@@ -82,7 +89,10 @@ class StaticStepper:
             self.keys[index].index_copy_(2, position, key)
             self.values[index].index_copy_(2, position, value)
             attended = F.scaled_dot_product_attention(
-                query, self.keys[index], self.values[index], attn_mask=mask
+                query,
+                self.keys[index, :, :, :visible],
+                self.values[index, :, :, :visible],
+                attn_mask=mask,
             )
             attended = attended.transpose(1, 2).reshape(1, 1, self.width)
             hidden = residual + attention.c_proj(attended)
