@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 OUTPUT_SAMPLE_RATE = 24000
 
@@ -183,6 +183,14 @@ def choose_device(requested: str = "auto") -> DeviceChoice:
         raise UserError(f"Unknown device '{requested}'; choose one of: {', '.join(DEVICES)}.")
     if requested in ("auto", "cuda") and torch.cuda.is_available():
         return DeviceChoice("cuda", torch.cuda.get_device_name(0))
+    if requested == "mps":
+        # Apple GPUs only when asked: some of XTTS's operations fall back to the CPU there.
+        if not torch.backends.mps.is_available():
+            raise UserError(
+                "MPS was asked for, but torch sees no Apple GPU; use --device cpu or auto."
+            )
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+        return DeviceChoice("mps", "Apple GPU (MPS)")
     cpu_name = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
     if requested == "cuda":
         raise UserError(
@@ -204,7 +212,9 @@ def choose_precision(requested: str, device: str) -> str:
     if requested == "auto":
         if device == "cuda":
             return "fp16"
-        return "int8" if int8_weights_supported() else "fp32"
+        if device == "cpu" and int8_weights_supported():
+            return "int8"
+        return "fp32"
     if requested == "fp16" and device != "cuda":
         raise UserError("fp16 needs a CUDA GPU; on the CPU use int8, bf16 or fp32.")
     if requested == "int8" and (device != "cpu" or not int8_weights_supported()):
@@ -314,6 +324,18 @@ class LoadedModel:
             "fp16": torch.float16,
         }[self.precision]
 
+    def fall_back_to_cpu(self, reason: str) -> None:
+        """Move the model to the CPU (after the GPU ran out of memory), with the reason shown."""
+        import torch
+
+        logger.warning(reason)
+        self.xtts.to("cpu")
+        self.__dict__.pop("gpt_transformer", None)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.device = DeviceChoice("cpu", f"CPU ({platform.machine()})", warning=reason)
+        self.precision = choose_precision("auto", "cpu")
+
     def describe(self) -> str:
         return f"{self.device.name}, {self.precision}"
 
@@ -389,23 +411,18 @@ def load_model(
     )
     if problem:
         raise UserError(f"{path / 'speakers_xtts.pth'} {problem}; download the model again.")
-    try:
-        model.to(choice.torch_device)
-    except torch.cuda.OutOfMemoryError:
-        logger.warning("out of GPU memory while loading; falling back to the CPU")
-        torch.cuda.empty_cache()
-        model.to("cpu")
-        choice = DeviceChoice(
-            "cpu",
-            f"CPU ({platform.machine()})",
-            warning="The GPU ran out of memory while loading XTTS: running on the CPU instead.",
-        )
-        chosen_precision = choose_precision("auto", "cpu")
-    logger.info("loaded XTTS from %s on %s (%s)", path, choice.name, chosen_precision)
-    return LoadedModel(
+    loaded = LoadedModel(
         xtts=model,
         model_dir=path,
         device=choice,
         precision=chosen_precision,
         is_random_weights=(path / "RANDOM_WEIGHTS").exists(),
     )
+    try:
+        model.to(choice.torch_device)
+    except torch.OutOfMemoryError:
+        loaded.fall_back_to_cpu(
+            "The GPU ran out of memory while loading XTTS: running on the CPU instead."
+        )
+    logger.info("loaded XTTS from %s on %s (%s)", path, loaded.device.name, loaded.precision)
+    return loaded
