@@ -365,6 +365,7 @@ def load_model(
             f"{path / 'config.json'} cannot be used ({error}); download the model again."
         ) from None
     _check_vocab_loads(path / "vocab.json")
+    model = None
     try:
         model = Xtts(xtts_config)
         model.load_checkpoint(xtts_config, checkpoint_dir=str(path), eval=True)
@@ -400,8 +401,11 @@ def load_model(
     except Exception as error:  # a checkpoint of the wrong structure fails anywhere in coqui
         logger.warning("loading the model in %s failed", path, exc_info=True)
         first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        # coqui reads speakers_xtts.pth first: once it is in, the fault is model.pth's.
+        speakers_read = model is not None and getattr(model, "speaker_manager", None) is not None
+        culprit = path / "model.pth" if speakers_read else path
         raise UserError(
-            f"The model in {path} cannot be loaded ({type(error).__name__}: {first_line}); "
+            f"{culprit} cannot be loaded ({type(error).__name__}: {first_line}); "
             "download the model again."
         ) from None
     if model.speaker_manager is None:
