@@ -72,6 +72,10 @@ class BackgroundTasks(QObject):
         self.pool.start(_Task(token, function, self._relay))
         return token
 
+    def forget(self) -> None:
+        """No callback runs for the tasks submitted so far (they still finish, unseen)."""
+        self._callbacks.clear()
+
     @property
     def pending(self) -> int:
         return len(self._callbacks)

@@ -147,18 +147,44 @@ class JobResult:
 
 
 @dataclass(frozen=True)
+class EngineChoice:
+    """Which engine the worker runs: the local model (folder, device, precision) or a server."""
+
+    kind: str = "local"  # "local" or "server"
+    model_dir: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    server_url: str = ""
+    api_key: str = ""
+
+    @property
+    def is_server(self) -> bool:
+        return self.kind == "server"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
-    """What the window shows about the loaded model."""
+    """What the window shows about the loaded model, or about the server it talks to."""
 
     device_name: str  # "NVIDIA H100 80GB HBM3" or "CPU (x86_64, 2 threads)"
-    device_label: str  # short: the GPU's name, or "CPU"
+    device_label: str  # short: the GPU's name, "CPU", or "Server"
     precision: str
     builtin_voices: tuple[str, ...]
     is_random_weights: bool = False
     warning: str | None = None
+    # Set for a server: its address, and its saved voices (the local library is not used).
+    server_url: str | None = None
+    saved_voices: tuple[str, ...] = ()
+
+    @property
+    def is_server(self) -> bool:
+        return self.server_url is not None
 
     @property
     def description(self) -> str:
+        if self.is_server:
+            details = ", ".join(part for part in (self.device_name, self.precision) if part)
+            return f"Server: {self.server_url}" + (f" ({details})" if details else "")
         return f"{self.device_name}, {self.precision}"
 
 

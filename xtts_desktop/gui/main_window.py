@@ -35,6 +35,7 @@ from xtts_desktop.gui.icons import icon
 from xtts_desktop.gui.jobs import (
     ChunkSpan,
     CloneRequest,
+    EngineChoice,
     ExportRequest,
     JobControl,
     JobResult,
@@ -49,7 +50,7 @@ from xtts_desktop.gui.widgets.latency_panel import LatencyPanel, LatencyReading
 from xtts_desktop.gui.widgets.message_bar import MessageBar
 from xtts_desktop.gui.widgets.text_view import TextView, classify_files, local_files
 from xtts_desktop.gui.widgets.voice_picker import VoicePicker
-from xtts_desktop.gui.worker import SynthesisWorker, WorkerHost
+from xtts_desktop.gui.worker import CLONE_NEEDS_LOCAL, SynthesisWorker, WorkerHost
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,18 @@ class MainWindow(QMainWindow):
         model_dir = model_dir or self.settings.model_dir or None
         device = device if device and device != "auto" else (self.settings.device or "auto")
         precision = precision or self.settings.precision or "auto"
+        # The local engine's device and precision: given to create_window, else the settings'.
+        self.device, self.precision = device, precision
 
         self.control = JobControl()
         self.worker = SynthesisWorker(
-            self.control, model_dir, device, precision, warm_up=warm_up, loaded=loaded
+            self.control,
+            model_dir,
+            device,
+            precision,
+            warm_up=warm_up,
+            loaded=loaded,
+            engine=self._engine_choice(str(model_dir) if model_dir else None),
         )
         self.host = WorkerHost(self.worker, self)
         self.tasks = BackgroundTasks(self)
@@ -134,6 +143,7 @@ class MainWindow(QMainWindow):
         self.model_info: ModelInfo | None = None
         self.model_error: str | None = None
         self.model_dialog: Any = None  # the "Get XTTS v2" dialog, once opened
+        self.preferences_dialog: Any = None  # the Preferences dialog, once opened
         self.play_job: PlayJob | None = None
         self.export_job: tuple[int, Path] | None = None
         self.clone_jobs: dict[int, tuple[Path, ...]] = {}
@@ -237,6 +247,14 @@ class MainWindow(QMainWindow):
         self.import_voice_action = self._action("Import voice file…", self.import_voice)
         self.export_voice_action = self._action("Export voice file…", self.export_voice)
 
+        self.preferences_action = self._action(
+            "&Preferences…",
+            self.open_preferences,
+            None,
+            "The engine (this computer or a server), device and precision",
+        )
+        self.preferences_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.model_setup_action = self._action("Get XTTS v2…", self.open_model_dialog)
         self.log_folder_action = self._action("Open the log folder", self.open_log_folder)
         self.about_action = self._action("About XTTS Desktop", self.show_about)
@@ -380,6 +398,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        edit_menu = bar.addMenu("&Edit")
+        edit_menu.addAction(self.preferences_action)
         play_menu = bar.addMenu("&Playback")
         for action in (self.play_action, self.stop_action):
             play_menu.addAction(action)
@@ -530,14 +550,89 @@ class MainWindow(QMainWindow):
         else:
             self.play_action.setText("Play")
             self.play_action.setIcon(icon("play"))
-        saved = self.voice_picker.current_kind() == "saved"
+        # The Voice menu edits this computer's library: not the voices a server lists.
+        local = not self.uses_server
+        saved = self.voice_picker.current_kind() == "saved" and local
         self.rename_voice_action.setEnabled(saved)
         self.remove_voice_action.setEnabled(saved)
         self.export_voice_action.setEnabled(saved)
+        self.import_voice_action.setEnabled(local)
+        self.clone_button.setToolTip(
+            self.clone_action.toolTip() if local else CLONE_NEEDS_LOCAL.replace("`", "")
+        )
 
     def _engine_label(self) -> str:
         info = self.model_info
-        return f"{info.device_label} {info.precision}" if info else ""
+        return f"{info.device_label} {info.precision}".strip() if info else ""
+
+    @property
+    def uses_server(self) -> bool:
+        """Whether the chosen engine is a server (connected or not)."""
+        return self.settings.engine == "server"
+
+    def _engine_choice(self, model_dir: str | None = None) -> EngineChoice:
+        s = self.settings
+        if self.uses_server:
+            return EngineChoice("server", server_url=s.server_url, api_key=s.server_api_key)
+        return EngineChoice("local", model_dir, self.device, self.precision)
+
+    # ----- preferences ------------------------------------------------------------------
+
+    def open_preferences(self):
+        """Edit > Preferences…: a window-modal dialog that does not block the event loop."""
+        from xtts_desktop.gui.preferences import Preferences, PreferencesDialog
+
+        preferences = Preferences.from_settings(self.settings)
+        if self.preferences_dialog is None:
+            self.preferences_dialog = PreferencesDialog(preferences, self)
+            self.preferences_dialog.applied.connect(self.apply_preferences)
+        else:
+            self.preferences_dialog.set_preferences(preferences)
+        self.preferences_dialog.open()
+        return self.preferences_dialog
+
+    @Slot(object)
+    def apply_preferences(self, preferences: Any) -> None:
+        """Keep the preferences; switch the worker's engine when its choice changed (or the
+        last attempt failed): the current play or export is cancelled first."""
+        old = self.settings
+        old_local = (self.device, self.precision)
+        self.settings = old.replace(
+            engine=preferences.engine,
+            server_url=preferences.server_url,
+            server_api_key=preferences.server_api_key,
+            device=preferences.device,
+            precision=preferences.precision,
+        )
+        self.save_settings()
+        self.device, self.precision = preferences.device, preferences.precision
+        if self.uses_server:
+            changed = (
+                old.engine != "server"
+                or old.server_url != preferences.server_url
+                or old.server_api_key != preferences.server_api_key
+            )
+        else:
+            changed = old.engine == "server" or (self.device, self.precision) != old_local
+        if not (changed or self.model_error):
+            return
+        self.stop()
+        if self.export_job is not None:
+            self.cancel_export()
+        self._switch_engine(self._engine_choice())
+
+    def _switch_engine(self, choice: EngineChoice) -> None:
+        self.model_info = None
+        self.model_error = None
+        self.message_bar.dismiss()
+        self.model_state_label.setText(
+            "Connecting to the server…" if choice.is_server else "Loading model…"
+        )
+        self.model_state_label.setToolTip("")
+        self._refresh_voices()
+        self.latency_panel.show_idle("")
+        self._update_actions()
+        self.host.configure(choice)
 
     # ----- model ------------------------------------------------------------------------
 
@@ -549,11 +644,16 @@ class MainWindow(QMainWindow):
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
         self.model_error = None
-        label = f"Ready: {info.description}"
+        label = info.description if info.is_server else f"Ready: {info.description}"
         if info.is_random_weights:
             label += " (test model: it speaks noise)"
         self.model_state_label.setText(label)
-        self.model_state_label.setToolTip(info.device_name)
+        self.model_state_label.setToolTip(
+            f"{len(info.builtin_voices)} built-in and {len(info.saved_voices)} saved voices "
+            "on the server; Edit > Preferences to change it."
+            if info.is_server
+            else info.device_name
+        )
         if info.warning:
             self.message_bar.show_message(info.warning, "info")
         self._refresh_voices()
@@ -564,9 +664,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_model_failed(self, message: str) -> None:
         self.model_error = message
-        self.model_state_label.setText("No model")
         self.model_state_label.setToolTip(message)
-        self.show_model_setup()
+        if self.uses_server:
+            self.model_state_label.setText("No server")
+            self.message_bar.show_message(
+                message, "error", action=("Preferences…", self.open_preferences)
+            )
+        else:
+            self.model_state_label.setText("No model")
+            self.show_model_setup()
         self._update_actions()
         self.modelFailed.emit(message)
 
@@ -595,11 +701,13 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _use_model_folder(self, model_dir: str) -> None:
-        self.model_error = None
-        self.message_bar.dismiss()
-        self.settings = self.settings.replace(model_dir=model_dir)
+        """A model folder chosen or downloaded: the local engine reads with it from now on."""
+        self.stop()
+        if self.export_job is not None:
+            self.cancel_export()
+        self.settings = self.settings.replace(model_dir=model_dir, engine="local")
         self.save_settings()
-        self.host.reload(model_dir)
+        self._switch_engine(self._engine_choice(model_dir))
 
     @Slot(object)
     def _on_output_devices(self, devices: list) -> None:
@@ -629,13 +737,18 @@ class MainWindow(QMainWindow):
         return VoiceLibrary(config.voices_dir())
 
     def _refresh_voices(self, select: str | None = None) -> None:
-        # Listing reads only the small header of each voice file: cheap enough here.
-        try:
-            saved = self._library().names()
-        except OSError as error:
-            logger.warning("listing the saved voices failed: %s", error)
-            saved = []
-        builtin = self.model_info.builtin_voices if self.model_info else ()
+        info = self.model_info
+        if self.uses_server:
+            # The server's voices, as it listed them when the window connected.
+            saved = list(info.saved_voices) if info is not None and info.is_server else []
+        else:
+            # Listing reads only the small header of each voice file: cheap enough here.
+            try:
+                saved = self._library().names()
+            except OSError as error:
+                logger.warning("listing the saved voices failed: %s", error)
+                saved = []
+        builtin = info.builtin_voices if info else ()
         self.voice_picker.set_voices(builtin, saved, select=select or self.settings.voice or None)
         self._update_actions()
 
@@ -669,6 +782,9 @@ class MainWindow(QMainWindow):
 
     def clone_from_files(self, paths: list[Path]) -> int | None:
         """Clone one voice from the samples in the worker; returns the job id."""
+        if self.uses_server:
+            self.show_error(CLONE_NEEDS_LOCAL)
+            return None
         if self.model_error:
             self.show_error(self.model_error)
             return None
@@ -917,9 +1033,12 @@ class MainWindow(QMainWindow):
         unless it sits at the end, else all). Returns the job id."""
         pressed_at = time.perf_counter()
         if not self.is_model_ready:
-            self.show_error(
-                self.model_error or "The model is still loading; Play works once it is ready."
+            waiting = (
+                "Connecting to the server; Play works once it answers."
+                if self.uses_server
+                else "The model is still loading; Play works once it is ready."
             )
+            self.show_error(self.model_error or waiting)
             return None
         if self.export_job is not None:
             self.show_status("Wait for the export to finish, or cancel it.")
@@ -1242,6 +1361,8 @@ class MainWindow(QMainWindow):
         self.hide()
         if self.model_dialog is not None:
             self.model_dialog.shutdown()
+        if self.preferences_dialog is not None:
+            self.preferences_dialog.shutdown()
         self.play_job = None
         self.tasks.shutdown()
         self.host.shutdown()

@@ -24,12 +24,27 @@ Threads and signals.
 - Shutdown (`WorkerHost.shutdown`): close the JobControl (every job is cancelled within a
   token), stop the player (wakes a blocked write), quit the thread's event loop and wait for
   it, then close the player's stream.
+
+The engine. The worker runs either the local model or a server (`xtts_desktop.remote`),
+chosen by an `EngineChoice` (`configure`). Both feed the same play and export loops with
+`Chunk`s. The server sends bare PCM, no segment spans, so the worker segments the text
+itself (`engine.text.require_segments`, character limits only: no tokenizer without the
+model) and asks the server for one segment per request, adding the engine's sentence pause
+between them: each chunk then belongs to a known segment, and the highlight is exact at
+sentence granularity. The server may split a segment further (its token limit); that audio
+still lies inside the segment's span. The player keeps more audio ahead for a server
+(`REMOTE_AHEAD_SECONDS`), so the next sentence's request, sent once the previous one is all
+received, has time to answer before the ring runs dry. Cancelling a job shuts the request's
+socket down (RemoteEngine's watcher), which also stops the synthesis on the server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +55,7 @@ from xtts_desktop.errors import Cancelled, UserError
 from xtts_desktop.gui.jobs import (
     ChunkSpan,
     CloneRequest,
+    EngineChoice,
     ExportRequest,
     JobControl,
     JobResult,
@@ -58,6 +74,63 @@ _ABANDONED: list[tuple[QThread, QObject]] = []
 
 # XTTS reads at most 30 s of a sample: no need to read more of a long file.
 MAX_SAMPLE_SECONDS = 30.0
+# The player's ring: two seconds ahead for the local engine; more for a server, whose next
+# sentence starts with a network round trip and the server's own time to first chunk.
+LOCAL_AHEAD_SECONDS = 2.0
+REMOTE_AHEAD_SECONDS = 5.0
+# Connecting to a server (health and voices) must not hold the worker, or a closing window,
+# for the minute a stream may wait in the server's queue.
+PROBE_TIMEOUT_S = 5.0
+CLONE_NEEDS_LOCAL = (
+    "Cloning needs the local engine; save the voice on the server with `xtts-desktop voices add`."
+)
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    """What a server says about itself: its model (with the key), its voices, its load."""
+
+    url: str
+    device: str
+    precision: str
+    random_weights: bool
+    builtin_voices: tuple[str, ...]
+    saved_voices: tuple[str, ...]
+    busy: bool
+    queue_length: int
+
+    def summary(self) -> str:
+        model = ", ".join(part for part in (self.device, self.precision) if part) or "a model"
+        voices = (
+            f"{len(self.builtin_voices)} built-in and {len(self.saved_voices)} saved "
+            f"voice{'' if len(self.saved_voices) == 1 else 's'}"
+        )
+        load = f"busy, {self.queue_length} waiting" if self.busy else "idle"
+        noise = " (a test model: it speaks noise)" if self.random_weights else ""
+        return f"Connected to {self.url}: {model}{noise}; {voices}; {load}."
+
+
+def probe_server(url: str, api_key: str | None, timeout: float = PROBE_TIMEOUT_S) -> ServerProbe:
+    """Ask a server for its health and voices (the voices also check the API key).
+
+    Blocks for up to ``timeout`` per request: call it off the GUI thread. Raises UserError
+    with one sentence for a bad address, a refused key or an unreachable server.
+    """
+    from xtts_desktop.remote import RemoteEngine
+
+    engine = RemoteEngine(url, api_key or None, timeout=timeout, connect_timeout=timeout)
+    health = engine.health()
+    voices = engine.voices_by_kind()
+    return ServerProbe(
+        url=engine.url,
+        device=str(health.get("device") or ""),
+        precision=str(health.get("precision") or ""),
+        random_weights=bool(health.get("random_weights")),
+        builtin_voices=tuple(voices["builtin"]),
+        saved_voices=tuple(voices["saved"]),
+        busy=bool(health.get("busy")),
+        queue_length=int(health.get("queue_length") or 0),
+    )
 
 
 def _snapshot(stats: Any, segment_ended: bool = False) -> JobStats:
@@ -112,14 +185,22 @@ class SynthesisWorker(QObject):
         *,
         warm_up: bool = True,
         loaded: Any = None,
+        engine: EngineChoice | None = None,
     ) -> None:
         super().__init__()
         self.control = control
+        if model_dir is None and loaded is not None:
+            model_dir = loaded.model_dir  # a later device or precision change reloads it
         self.model_dir = model_dir
         self.device = device
         self.precision = precision
         self.warm_up = warm_up
         self.loaded = loaded  # engine.model.LoadedModel
+        # The engine to start with: the local model unless a server is chosen.
+        self.choice = engine or EngineChoice(
+            "local", str(model_dir) if model_dir else None, device, precision
+        )
+        self.remote: Any = None  # remote.RemoteEngine, when the engine is a server
         self.synthesizer: Any = None
         # The player of the latest play. The GUI thread reads it (a plain attribute) to stop
         # or pause it; only this thread creates or replaces it.
@@ -133,17 +214,77 @@ class SynthesisWorker(QObject):
 
     @Slot()
     def start(self) -> None:
-        """List the audio outputs, then load and warm up the model (in this thread)."""
+        """List the audio outputs, then load and warm up the model, or connect to the server."""
         self._list_output_devices()
-        self._load()
+        if self.choice.is_server:
+            self.loaded = None  # a model handed over is not used with a server
+            self._connect(self.choice)
+        else:
+            self._load()
 
-    @Slot(str)
-    def reload(self, model_dir: str) -> None:
-        """Load another model folder (after a download or "Use a model folder...")."""
-        self.model_dir = model_dir
+    @Slot(str, str, str)
+    def reload(self, model_dir: str, device: str = "", precision: str = "") -> None:
+        """Load a model folder (after a download or "Use a model folder..."), on another
+        device or precision when given; "" keeps the current one."""
+        self.configure(
+            EngineChoice(
+                "local",
+                model_dir or None,
+                device or self.device,
+                precision or self.precision,
+            )
+        )
+
+    @Slot(object)
+    def configure(self, choice: EngineChoice) -> None:
+        """Switch to the engine chosen in Preferences: (re)load the local model on its device
+        and precision, or connect to a server. The model in memory is dropped either way."""
+        self.choice = choice
+        self.remote = None
+        self.model_error = None
         self.loaded = None
         self.synthesizer = None
+        if choice.is_server:
+            self._connect(choice)
+            return
+        if choice.model_dir:
+            self.model_dir = choice.model_dir
+        self.device = choice.device or "auto"
+        self.precision = choice.precision or "auto"
         self._load()
+
+    def _connect(self, choice: EngineChoice) -> None:
+        from xtts_desktop.remote import RemoteEngine
+
+        self.modelStatus.emit("Connecting to the server…")
+        try:
+            engine = RemoteEngine(choice.server_url, choice.api_key or None)
+            probe = probe_server(choice.server_url, choice.api_key)
+        except UserError as error:
+            self.model_error = error.message
+            self.modelFailed.emit(error.message)
+            return
+        except Exception as error:  # a bug: logged with its traceback
+            logger.exception("connecting to the server failed")
+            self.model_error = (
+                f"The server could not be used ({type(error).__name__}: {error}); "
+                f"details are in {config.log_dir() / 'xtts-desktop.log'}."
+            )
+            self.modelFailed.emit(self.model_error)
+            return
+        self.remote = engine
+        logger.info("using the server at %s", engine.url)
+        self.modelReady.emit(
+            ModelInfo(
+                device_name=probe.device,
+                device_label="Server",
+                precision=probe.precision,
+                builtin_voices=probe.builtin_voices,
+                is_random_weights=probe.random_weights,
+                server_url=engine.url,
+                saved_voices=probe.saved_voices,
+            )
+        )
 
     def _load(self) -> None:
         self.modelStatus.emit("Loading model…")
@@ -202,8 +343,12 @@ class SynthesisWorker(QObject):
     # ----- jobs -------------------------------------------------------------------------
 
     def _require_model(self) -> None:
-        if self.synthesizer is None:
+        if self.remote is None and self.synthesizer is None:
             raise UserError(self.model_error or "The model is not loaded yet.")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.synthesizer.sample_rate if self.synthesizer is not None else 24000
 
     def _run(self, job_id: int, kind: str, body) -> None:
         """Runs one job: every outcome is a signal, never an exception out of a slot."""
@@ -238,7 +383,13 @@ class SynthesisWorker(QObject):
 
         end = len(text) if span.end is None else span.end
         start = max(0, min(span.start, end))
-        pieces = self.synthesizer.segments(text[start:end], language)
+        if self.remote is not None:
+            from xtts_desktop.engine.text import normalize_language, require_segments
+
+            # Character limits only (the tokenizer is the server's); it checks the language.
+            pieces = require_segments(text[start:end], normalize_language(language))
+        else:
+            pieces = self.synthesizer.segments(text[start:end], language)
         segments = [
             Segment(index=i, text=piece.text, start=piece.start + start, end=piece.end + start)
             for i, piece in enumerate(pieces)
@@ -258,20 +409,112 @@ class SynthesisWorker(QObject):
 
         return GenerationSettings.from_model(self.loaded, speed=speed, **self.generation_overrides)
 
+    def _chunks(
+        self,
+        segments: list,
+        voice_name: str,
+        language: str,
+        speed: float,
+        cancelled: Callable[[], bool],
+        stats: Any,
+    ) -> Iterator[Any]:
+        """The job's audio as engine Chunks, from the local model or the server. What can be
+        checked here (voice, settings) is checked before this returns."""
+        if self.remote is not None:
+            return self._remote_chunks(segments, voice_name, language, speed, cancelled, stats)
+        voice = self._voice(voice_name)
+        settings = self._settings(speed)
+        return self.synthesizer.stream_segments(
+            segments, voice, language, settings, cancelled, stats
+        )
+
+    def _remote_chunks(
+        self,
+        segments: list,
+        voice_name: str,
+        language: str,
+        speed: float,
+        cancelled: Callable[[], bool],
+        stats: Any,
+    ) -> Iterator[Any]:
+        """One request per segment, so every chunk's segment is known; the engine's pause
+        between sentences is added here, as the server adds it between its own segments."""
+        import numpy as np
+
+        from xtts_desktop.engine.stream import Chunk, GenerationSettings
+        from xtts_desktop.remote import RemoteStats
+
+        engine = self.remote
+        options: dict[str, Any] = {}
+        overrides = self.generation_overrides
+        if overrides.get("seed") is not None:
+            options["seed"] = overrides["seed"]
+        if overrides.get("greedy") is not None:
+            options["greedy"] = overrides["greedy"]
+        if overrides.get("chunk_tokens"):
+            options["chunk_size"] = max(5, int(overrides["chunk_tokens"]))
+        pause_s = overrides.get("sentence_pause_s", GenerationSettings.sentence_pause_s)
+        pause = np.zeros(int(pause_s * stats.sample_rate), dtype=np.float32)
+        stats.segments = len(segments)
+        offset = 0
+        for number, segment in enumerate(segments):
+            pieces = engine.stream(
+                segment.text,
+                voice_name or None,
+                language,
+                speed,
+                cancelled,
+                RemoteStats(),
+                **options,
+            )
+            with contextlib.closing(pieces):
+                for samples in pieces:
+                    chunk = Chunk(
+                        samples,
+                        segment.index,
+                        segment.start,
+                        segment.end,
+                        False,
+                        time.perf_counter(),
+                        offset,
+                    )
+                    offset += len(samples)
+                    stats.audio_samples += len(samples)
+                    if stats.first_chunk_at is None:
+                        stats.first_chunk_at = chunk.produced_at
+                    yield chunk
+            if number < len(segments) - 1 and len(pause):
+                chunk = Chunk(
+                    pause,
+                    segment.index,
+                    segment.start,
+                    segment.end,
+                    True,
+                    time.perf_counter(),
+                    offset,
+                )
+                offset += len(pause)
+                stats.audio_samples += len(pause)
+                yield chunk
+            stats.segments_done += 1
+        stats.finished_at = time.perf_counter()
+
     def _player_for(self, output_device: str):
         from xtts_desktop.audio.player import PlaybackState, Player
 
+        ahead = REMOTE_AHEAD_SECONDS if self.remote is not None else LOCAL_AHEAD_SECONDS
         player = self.player
         if (
             player is not None
             and self._player_device == output_device
+            and player.capacity_seconds == ahead
             and player.state not in (PlaybackState.CLOSED, PlaybackState.FAILED)
         ):
             return player
         if player is not None:
             player.close()
             self.player = None
-        player = Player(device=output_device or None)
+        player = Player(device=output_device or None, ahead_seconds=ahead)
         self._player_device = output_device
         self.player = player
         return player
@@ -287,55 +530,60 @@ class SynthesisWorker(QObject):
         job_id = request.job_id
         cancelled = self.control.checker(job_id)
         segments, first = self._plan(job_id, request.text, request.language, request.span)
-        voice = self._voice(request.voice)
-        settings = self._settings(request.speed)
+        stats = StreamStats(sample_rate=self.sample_rate)
+        chunks = self._chunks(
+            segments[first:], request.voice, request.language, request.speed, cancelled, stats
+        )
         player = self._player_for(request.output_device)
         player.stop()  # whatever an earlier job left in the ring is never heard
         if cancelled():
             raise Cancelled()
         player.start()
         self.playbackStarted.emit(job_id, player)
-        stats = StreamStats(sample_rate=self.synthesizer.sample_rate)
+        stats.started_at = time.perf_counter()
         try:
-            for chunk in self.synthesizer.stream_segments(
-                segments[first:], voice, request.language, settings, cancelled, stats
-            ):
-                span = ChunkSpan(
-                    job_id,
-                    chunk.stream_offset,
-                    len(chunk.samples),
-                    chunk.segment_index,
-                    chunk.start,
-                    chunk.end,
-                )
-                if cancelled():  # the stream checks between tokens; a decode may end after
-                    raise Cancelled()
-                self.chunkQueued.emit(job_id, span)
-                written = player.write(chunk.samples, cancelled=cancelled)
-                # Checked after the write too: audio written once the job went stale sits in
-                # a stopped play that the next job flushes, and is not reported as written.
-                if cancelled():
-                    raise Cancelled()
-                if not written:
-                    raise UserError(player.error or "Playback stopped.")
-                self.chunkWritten.emit(
-                    job_id,
-                    ChunkSpan(
-                        job_id,
-                        span.stream_offset,
-                        span.length,
-                        span.segment_index,
-                        span.start,
-                        span.end,
-                        time.perf_counter(),
-                    ),
-                )
-                self.statsUpdated.emit(job_id, _snapshot(stats, chunk.segment_end))
+            # closing(): a cancelled server request closes its connection now, not at GC.
+            with contextlib.closing(chunks):
+                for chunk in chunks:
+                    self._play_chunk(job_id, chunk, player, cancelled, stats)
             player.end_of_input()
         except Cancelled:
             player.stop()
             raise
         return JobResult(job_id, "play", stats=_snapshot(stats))
+
+    def _play_chunk(self, job_id: int, chunk: Any, player: Any, cancelled, stats: Any) -> None:
+        span = ChunkSpan(
+            job_id,
+            chunk.stream_offset,
+            len(chunk.samples),
+            chunk.segment_index,
+            chunk.start,
+            chunk.end,
+        )
+        if cancelled():  # the stream checks between tokens; a decode may end after
+            raise Cancelled()
+        self.chunkQueued.emit(job_id, span)
+        written = player.write(chunk.samples, cancelled=cancelled)
+        # Checked after the write too: audio written once the job went stale sits in
+        # a stopped play that the next job flushes, and is not reported as written.
+        if cancelled():
+            raise Cancelled()
+        if not written:
+            raise UserError(player.error or "Playback stopped.")
+        self.chunkWritten.emit(
+            job_id,
+            ChunkSpan(
+                job_id,
+                span.stream_offset,
+                span.length,
+                span.segment_index,
+                span.start,
+                span.end,
+                time.perf_counter(),
+            ),
+        )
+        self.statsUpdated.emit(job_id, _snapshot(stats, chunk.segment_end))
 
     @Slot(object)
     def export(self, request: ExportRequest) -> None:
@@ -349,17 +597,17 @@ class SynthesisWorker(QObject):
         job_id = request.job_id
         cancelled = self.control.checker(job_id)
         segments, _ = self._plan(job_id, request.text, request.language, request.span)
-        voice = self._voice(request.voice)
-        settings = self._settings(request.speed)
-        stats = StreamStats(sample_rate=self.synthesizer.sample_rate)
-        writer = AudioFileWriter(request.path, sample_rate=self.synthesizer.sample_rate)
+        stats = StreamStats(sample_rate=self.sample_rate)
+        chunks = self._chunks(
+            segments, request.voice, request.language, request.speed, cancelled, stats
+        )
+        writer = AudioFileWriter(request.path, sample_rate=self.sample_rate)
         completed = False
         try:
-            for chunk in self.synthesizer.stream_segments(
-                segments, voice, request.language, settings, cancelled, stats
-            ):
-                writer.write(chunk.samples)
-                self.statsUpdated.emit(job_id, _snapshot(stats, chunk.segment_end))
+            with contextlib.closing(chunks):
+                for chunk in chunks:
+                    writer.write(chunk.samples)
+                    self.statsUpdated.emit(job_id, _snapshot(stats, chunk.segment_end))
             if cancelled():
                 raise Cancelled()
             writer.close()
@@ -379,6 +627,8 @@ class SynthesisWorker(QObject):
         from xtts_desktop.engine.voices import SampleAudio, Voice, VoiceLibrary, clone_voice
 
         self._require_model()
+        if self.remote is not None:
+            raise UserError(CLONE_NEEDS_LOCAL)
         if not request.paths:
             raise UserError("Give at least one voice sample to clone.")
         samples = []
@@ -417,7 +667,8 @@ class WorkerHost(QObject):
     _playRequested = Signal(object)
     _exportRequested = Signal(object)
     _cloneRequested = Signal(object)
-    _reloadRequested = Signal(str)
+    _reloadRequested = Signal(str, str, str)
+    _configureRequested = Signal(object)
 
     def __init__(self, worker: SynthesisWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -430,6 +681,7 @@ class WorkerHost(QObject):
         self._exportRequested.connect(worker.export)
         self._cloneRequested.connect(worker.clone)
         self._reloadRequested.connect(worker.reload)
+        self._configureRequested.connect(worker.configure)
         self._shut_down = False
 
     def start(self) -> None:
@@ -445,8 +697,13 @@ class WorkerHost(QObject):
     def clone(self, request: CloneRequest) -> None:
         self._cloneRequested.emit(request)
 
-    def reload(self, model_dir: str) -> None:
-        self._reloadRequested.emit(model_dir)
+    def reload(self, model_dir: str, device: str = "", precision: str = "") -> None:
+        """Load a model folder in the worker ("" keeps the current device or precision)."""
+        self._reloadRequested.emit(str(model_dir or ""), device or "", precision or "")
+
+    def configure(self, choice: EngineChoice) -> None:
+        """Switch the worker to another engine: the local model or a server."""
+        self._configureRequested.emit(choice)
 
     @property
     def is_shut_down(self) -> bool:
