@@ -35,6 +35,7 @@ _UNSAFE_SUFFIXES = {".pth", ".pt", ".pkl", ".pickle", ".bin", ".ckpt", ".npy", "
 MAX_VOICE_FILE_BYTES = 16 * 1024 * 1024
 # Conditioning latents longer than this are not XTTS's (its perceiver gives 32 positions).
 _MAX_LATENT_POSITIONS = 1024
+_FLOAT_TYPES = {"F16", "BF16", "F32", "F64"}
 MIN_SAMPLE_RATE = 8000
 # torchaudio's resampler builds a kernel of (22050 / g) x (rate / g) taps for g = gcd(rate,
 # 22050): 44100 Hz costs 2 x 1, but 44101 Hz (one a damaged header can claim) 22050 x 44101,
@@ -375,7 +376,11 @@ def _read_metadata(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
-            keys = set(handle.keys())
+            # Shapes and types from the header alone: nothing is loaded to list a voice.
+            layout = {
+                key: (handle.get_slice(key).get_dtype(), tuple(handle.get_slice(key).get_shape()))
+                for key in handle.keys()
+            }
     except Exception as error:  # safetensors raises its own error types for broken headers
         raise UserError(f"{path.name} is not a valid voice file ({error}).") from None
     if metadata.get("format") != VOICE_FORMAT or not metadata.get("name"):
@@ -383,9 +388,24 @@ def _read_metadata(path: Path) -> dict[str, str]:
     try:
         metadata["name"] = check_voice_name(metadata["name"])
     except UserError as error:
-        raise UserError(f"{path.name} holds a voice without a usable name ({error})") from None
-    if keys != {"gpt_cond_latent", "speaker_embedding"}:
+        reason = error.message.rstrip(".")
+        raise UserError(f"{path.name} holds a voice without a usable name ({reason}).") from None
+    if set(layout) != {"gpt_cond_latent", "speaker_embedding"}:
         raise UserError(f"{path.name} is not an XTTS Desktop voice file (unexpected tensors).")
+    (latent_type, latent), (embedding_type, embedding) = (
+        layout["gpt_cond_latent"],
+        layout["speaker_embedding"],
+    )
+    if latent_type not in _FLOAT_TYPES or embedding_type not in _FLOAT_TYPES:
+        raise UserError(f"{path.name} holds tensors of the wrong type for a voice.")
+    if (
+        len(latent) != 3
+        or latent[0] != 1
+        or not 1 <= latent[1] <= _MAX_LATENT_POSITIONS
+        or latent[2] < 1
+        or embedding != (1, 512, 1)
+    ):
+        raise UserError(f"{path.name} holds tensors of the wrong shape for a voice.")
     return metadata
 
 
@@ -405,18 +425,9 @@ def read_voice_file(path: Path) -> Voice:
         tensors = load_file(str(path))
     except Exception as error:
         raise UserError(f"{path.name} is not a valid voice file ({error}).") from None
-    latent, embedding = tensors["gpt_cond_latent"], tensors["speaker_embedding"]
-    if not (latent.is_floating_point() and embedding.is_floating_point()):
-        raise UserError(f"{path.name} holds tensors of the wrong type for a voice.")
-    if (
-        latent.ndim != 3
-        or latent.shape[0] != 1
-        or not 1 <= latent.shape[1] <= _MAX_LATENT_POSITIONS
-        or latent.shape[2] < 1
-        or tuple(embedding.shape) != (1, 512, 1)
-    ):
-        raise UserError(f"{path.name} holds tensors of the wrong shape for a voice.")
-    latent, embedding = latent.float(), embedding.float()
+    # Shapes and types were checked in the header by _read_metadata.
+    latent = tensors["gpt_cond_latent"].float()
+    embedding = tensors["speaker_embedding"].float()
     if not (bool(latent.isfinite().all()) and bool(embedding.isfinite().all())):
         raise UserError(f"{path.name} holds invalid (NaN or infinite) values.")
     return Voice(metadata["name"], latent, embedding, "saved", metadata)
