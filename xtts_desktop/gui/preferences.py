@@ -66,8 +66,12 @@ class Preferences:
         )
 
     def check(self) -> None:
-        """Raise UserError with one sentence when the server address cannot be used."""
+        """Raise UserError with one sentence when the choice cannot work here: a device this
+        computer lacks, a precision that device cannot run, a server address that is not one."""
         if self.engine != SERVER:
+            from xtts_desktop.engine.model import choose_device, choose_precision
+
+            choose_precision(self.precision, choose_device(self.device).torch_device)
             return
         if not self.server_url.strip():
             raise UserError("Give the server's address, like http://192.168.1.20:8080.")
