@@ -1322,6 +1322,8 @@ class MainWindow(QMainWindow):
 
         state = player.state
         if state is PlaybackState.FAILED:
+            # The device is gone: the worker stops making audio nobody can hear.
+            self.control.cancel(job.job_id)
             self.play_job = None
             self.text_view.clear_highlight()
             self._refresh_timer.stop()
