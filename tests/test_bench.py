@@ -13,7 +13,7 @@ def test_bench_json_is_consistent(capsys, tmp_path):
     code = main(
         [
             "bench", "--random-weights", "tiny", "--device", "cpu", "--precision", "fp32",
-            "--runs", "1", "--json", "--quiet", "--text", "Hello there. How are you today?",
+            "--runs", "1", "--json", "--quiet", "--text", "Hello there, how are you doing today? Fine.",
             "--plot", str(plot),
         ]
     )  # fmt: skip

@@ -129,6 +129,15 @@ class Bench:
         self.synthesizer = Synthesizer(loaded)
         self.segments = self.synthesizer.segments(text, language)
         self.device = loaded.device.torch_device
+        import torch
+
+        from xtts_desktop.engine.model import inference_threads
+
+        # Stock runs as peers run it, on torch's default threads; ours on the engine's policy.
+        self.default_threads = os.cpu_count() or 1
+        self.engine_threads = (
+            inference_threads() if self.device == "cpu" else torch.get_num_threads()
+        )
 
     def _sync(self) -> None:
         if self.device == "cuda":
@@ -145,9 +154,11 @@ class Bench:
         return random_weights_token_cap(len(self.synthesizer.encode(segment_text, self.language)))
 
     def run_stock(self) -> RunRecord:
-        """coqui's inference_stream, chunk 20, sentence by sentence, fp32, as peers run it."""
+        """coqui's inference_stream, chunk 20, sentence by sentence, fp32, as peers run it
+        (with torch's default thread count)."""
         import torch
 
+        torch.set_num_threads(self.default_threads)
         xtts = self.loaded.xtts
         cfg = xtts.config
         record = RunRecord()
@@ -347,6 +358,7 @@ def machine_info(loaded: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
         "torch": torch.__version__,
         "device": loaded.device.name,
         "precision": loaded.precision,
@@ -462,7 +474,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "stock": stock,
         "ours": ours,
         "ratios": ratios,
-        "machine": machine_info(loaded),
+        "machine": {
+            **machine_info(loaded),
+            "stock_threads": bench.default_threads,
+            "engine_threads": bench.engine_threads,
+        },
         "model": "random-weights-" + args.random_weights
         if args.random_weights
         else str(loaded.model_dir),
