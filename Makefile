@@ -9,7 +9,7 @@ XTTS_DESKTOP_CACHE_DIR ?= $(HOME)/.cache/xtts-desktop-tests
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := test
-.PHONY: venv run test lint test-env clean-venv
+.PHONY: venv run test lint test-env clean-venv screenshot
 
 venv: $(STAMP)
 
@@ -37,3 +37,11 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The README's screenshot, in a real X server (Xvfb); as root it installs the X libraries Qt's
+# xcb plugin loads.
+XCB_PACKAGES := xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0
+screenshot: $(STAMP) test-env
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq --no-install-recommends $(XCB_PACKAGES) >/dev/null; \
+	else echo "needs: sudo apt-get install $(XCB_PACKAGES)"; fi
+	QT_QPA_PLATFORM=xcb xvfb-run -a $(VENV_PYTHON) scripts/screenshot.py docs/screenshot.png

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Renders the XTTS Desktop window (tiny random-weight model, sample text, playing) to a PNG.
 
-    .venv/bin/python scripts/screenshot.py [docs/screenshot.png]
+    make screenshot      # under Xvfb (installs the X libraries when root)
+    .venv/bin/python scripts/screenshot.py [docs/screenshot.png]   # offscreen
 
 It renders with Qt's offscreen platform (the same raster painting as on a screen), so it
 needs no display; QT_QPA_PLATFORM=xcb under `xvfb-run -a` works too where the system has
