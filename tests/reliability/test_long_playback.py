@@ -59,7 +59,9 @@ def test_half_a_minute_plays_without_underrun(synthesizer, builtin_voice, tiny_m
         )
         assert stats.audio_seconds > 25
         assert player.samples_played == sum(written)
-        if compute_rtf > 0.8:
+        # Chunks carry at most about 1.1 s of audio: with a 1.5 s head start, synthesis at any
+        # speed faster than real time keeps audio queued; 0.95 leaves a margin for timing.
+        if compute_rtf > 0.95:
             pytest.skip(
                 f"synthesis is not clearly faster than real time on this machine now "
                 f"(compute RTF {compute_rtf:.2f}): underruns would say nothing"
