@@ -607,10 +607,10 @@ class Synthesizer:
         """All tokens and latents of one segment at once (tests, benchmarks, SNR checks)."""
         import torch
 
-        generator = None
-        if not settings.greedy:
-            generator = torch.Generator(device=self.loaded.torch_device)
-            generator.manual_seed(settings.seed if settings.seed is not None else 0)
+        # Reproducible by default: seed 0 when none is given.
+        generator = self._generator(
+            settings if settings.seed is not None else settings.replace(seed=0)
+        )
         pairs = list(
             self.generate(
                 self.encode(segment_text, language), voice, settings, cancel, None, generator
