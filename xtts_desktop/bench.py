@@ -265,7 +265,7 @@ class Bench:
         with torch.inference_mode():
             for end in list(range(STOCK_CHUNK_TOKENS, total, STOCK_CHUNK_TOKENS)) + [total]:
                 wav = xtts.hifigan_decoder(
-                    latents[:, :end].to(self.loaded.torch_device),
+                    latents[:, :end].float().to(self.loaded.torch_device),
                     g=self.voice.speaker_embedding.to(self.loaded.torch_device),
                 )
                 part, previous, overlap = xtts.handle_chunks(
@@ -292,7 +292,7 @@ class Bench:
                 segment.text, tokens, self.voice, self.language
             )
             report["precision_snr_latents_db"] = snr_db(
-                fast.flatten().numpy(), reference.flatten().numpy()
+                fast.float().flatten().cpu().numpy(), reference.float().flatten().cpu().numpy()
             )
             report["precision_snr_audio_db"] = snr_db(
                 fp32.decode_full(fast, self.voice), fp32.decode_full(reference, self.voice)

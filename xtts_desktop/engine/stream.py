@@ -428,7 +428,7 @@ class Synthesizer:
         """[1, T, D] latents -> [1, D, frames], exactly as Xtts.inference and HifiDecoder do it."""
         import torch.nn.functional as F
 
-        x = latents.transpose(1, 2)
+        x = latents.float().transpose(1, 2)  # half-precision GPTs give half latents
         for scale in self.frame_scales(length_scale):
             x = F.interpolate(x, scale_factor=[scale], mode="linear")
         return x
