@@ -213,15 +213,21 @@ def test_faster_precisions_keep_the_sound(tiny_model, builtin_voice, greedy, pre
     assert audio_snr > floor, audio_snr
 
 
-def test_static_kv_cache_reproduces_the_dynamic_one(tiny_model, builtin_voice, greedy):
-    """The fixed-shape step CUDA replays as a graph, run eagerly here: same tokens, same audio."""
-    dynamic = Synthesizer(tiny_model, static_cache=False)
-    static = Synthesizer(tiny_model, static_cache=True)
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_static_kv_cache_reproduces_the_dynamic_one(tiny_model, builtin_voice, greedy, precision):
+    """Our lean step on a preallocated cache (the default) against Hugging Face's forward with
+    its growing cache: same tokens, same latents, across segments and streams."""
+    import dataclasses
+
+    loaded = dataclasses.replace(tiny_model, precision=precision)
+    dynamic = Synthesizer(loaded, static_cache=False)
+    static = Synthesizer(loaded)
     settings = greedy.replace(max_tokens_per_segment=40)
     tokens, latents = dynamic.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
     static_tokens, static_latents = static.synthesize_segment_tokens(
         TEXT, builtin_voice, "en", settings
     )
+    assert static._stepper is not None
     assert static_tokens == tokens
     assert snr_db(static_latents.flatten().numpy(), latents.flatten().numpy()) > 100
     # The cache is reused across segments and streams without leaking state.
@@ -233,6 +239,37 @@ def test_static_kv_cache_reproduces_the_dynamic_one(tiny_model, builtin_voice, g
         "Another sentence.", builtin_voice, "en", settings
     )
     assert again == tokens and other_text == reference_other
+
+
+def test_fixed_shape_step_equals_the_eager_step(tiny_model, builtin_voice, greedy):
+    """The masked, fixed-shape step that CUDA captures as a graph, run on the CPU here."""
+    from xtts_desktop.engine.static_gpt import StaticStepper
+
+    class FixedShapeStepper(StaticStepper):
+        def step(self, embedding):
+            self.step_input.copy_(embedding.to(self.dtype))
+            self.step_position.fill_(self.length)
+            self._step()
+            self.length += 1
+            return self.step_output[:, -1]
+
+    class FixedShapeSynthesizer(Synthesizer):
+        def _static_stepper(self, positions):
+            if self._stepper is None:
+                self._stepper = FixedShapeStepper(
+                    self.loaded.gpt_transformer, positions + 16, use_cuda_graph=False
+                )
+            return self._stepper
+
+    settings = greedy.replace(max_tokens_per_segment=40)
+    eager_tokens, eager_latents = Synthesizer(tiny_model).synthesize_segment_tokens(
+        TEXT, builtin_voice, "en", settings
+    )
+    fixed = FixedShapeSynthesizer(tiny_model)
+    tokens, latents = fixed.synthesize_segment_tokens(TEXT, builtin_voice, "en", settings)
+    assert isinstance(fixed._stepper, FixedShapeStepper)
+    assert tokens == eager_tokens
+    assert snr_db(latents.flatten().numpy(), eager_latents.flatten().numpy()) > 100
 
 
 @pytest.mark.cuda

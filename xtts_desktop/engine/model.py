@@ -313,6 +313,35 @@ class LoadedModel:
         fast.wpe = functools.partial(_null_position_embeddings, width=self.width, dtype=dtype)
         return fast
 
+    @functools.cached_property
+    def waveform_decoder(self) -> torch.nn.Module:
+        """HiFiGAN with its weight normalisation folded in, for our decoder windows.
+
+        coqui's Xtts.load_checkpoint leaves weight norm on, so every call recomputes each
+        convolution's weight from its direction and norm: a fixed cost on every (small)
+        window. This copy holds the resulting weights as plain parameters (the same numbers,
+        computed once); coqui's own module stays as it is for its own code paths.
+        """
+        import copy
+
+        import torch
+        from torch.nn.utils import parametrize
+
+        plain = copy.deepcopy(self.xtts.hifigan_decoder.waveform_decoder).eval()
+        for module in plain.modules():
+            if not parametrize.is_parametrized(module):
+                continue
+            weights = {
+                name: getattr(module, name).detach().clone() for name in module.parametrizations
+            }
+            # Not remove_parametrizations(): that edits the parametrized class, which the
+            # deep copy shares with coqui's module. Switch this instance back to its plain class.
+            module.__class__ = module.__class__.__bases__[0]
+            del module._modules["parametrizations"]
+            for name, weight in weights.items():
+                module.register_parameter(name, torch.nn.Parameter(weight, requires_grad=False))
+        return plain
+
     @property
     def gpt_dtype(self) -> torch.dtype:
         import torch
@@ -331,6 +360,7 @@ class LoadedModel:
         logger.warning(reason)
         self.xtts.to("cpu")
         self.__dict__.pop("gpt_transformer", None)
+        self.__dict__.pop("waveform_decoder", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.device = DeviceChoice("cpu", f"CPU ({platform.machine()})", warning=reason)
@@ -340,18 +370,27 @@ class LoadedModel:
         return f"{self.device.name}, {self.precision}"
 
 
-def inference_threads() -> int:
-    """CPU threads for synthesis: all cores but one (at least one), or XTTS_DESKTOP_THREADS.
+_TORCH_DEFAULT_THREADS: int | None = None
 
-    One core stays free for the audio callback and the window. It also keeps torch's thread
-    team from stalling: when another program holds a core, every parallel op of a team as
-    large as the machine waits for a descheduled thread (measured here with one core busy:
-    a full-size int8 GPT step took 73 ms on one thread, 186 ms to 1.9 s on two).
+
+def inference_threads() -> int:
+    """CPU threads for synthesis: torch's own default (one per physical core), or
+    XTTS_DESKTOP_THREADS.
+
+    Measured on 2 cores, full-size int8 GPT step: 64 ms on two threads, 97 ms on one, so
+    synthesis uses every core; the audio callback and the window need little CPU. (When
+    another program keeps a core busy, a thread team as large as the machine waits for its
+    descheduled thread at every op: set XTTS_DESKTOP_THREADS lower on such a machine.)
     """
+    global _TORCH_DEFAULT_THREADS
     value = os.environ.get("XTTS_DESKTOP_THREADS", "")
     if value.strip().isdigit() and int(value) > 0:
         return int(value)
-    return max(1, (os.cpu_count() or 2) - 1)
+    if _TORCH_DEFAULT_THREADS is None:
+        import torch
+
+        _TORCH_DEFAULT_THREADS = max(1, torch.get_num_threads())
+    return _TORCH_DEFAULT_THREADS
 
 
 def load_model(

@@ -227,13 +227,14 @@ class Synthesizer:
     """The one engine behind the window, the command line, export and the server."""
 
     def __init__(self, loaded: LoadedModel, static_cache: bool | None = None) -> None:
-        """static_cache: run GPT steps on a preallocated KV cache (default: on CUDA, where the
-        step is also replayed as a CUDA graph unless XTTS_DESKTOP_CUDA_GRAPHS=0)."""
+        """static_cache: run GPT steps on a preallocated KV cache (the default; False runs
+        Hugging Face's forward with its growing cache). On CUDA the step is replayed as a CUDA
+        graph unless XTTS_DESKTOP_CUDA_GRAPHS=0; elsewhere it runs eagerly."""
         import os
 
         self.loaded = loaded
         on_cuda = loaded.device.torch_device == "cuda"
-        self._static_cache = on_cuda if static_cache is None else static_cache
+        self._static_cache = True if static_cache is None else static_cache
         self._cuda_graphs = on_cuda and os.environ.get("XTTS_DESKTOP_CUDA_GRAPHS", "1") != "0"
         self._stepper: Any = None
         self.xtts = loaded.xtts
@@ -334,6 +335,7 @@ class Synthesizer:
             step_input = torch.cat([cond.to(text_emb.dtype), text_emb, start_emb], dim=1)
             if self._static_cache:
                 stepper = self._static_stepper(step_input.shape[1] + max_new + 1)
+                stepper.prefix_transformer = prefix_transformer
             for position in range(1, max_new + 1):
                 if check():
                     raise Cancelled()
@@ -438,9 +440,7 @@ class Synthesizer:
 
         device = self.loaded.torch_device
         with torch.inference_mode():
-            audio = self.xtts.hifigan_decoder.waveform_decoder(
-                frames.to(device), g=speaker_embedding.to(device)
-            )
+            audio = self.loaded.waveform_decoder(frames.to(device), g=speaker_embedding.to(device))
         return audio.reshape(-1).float().cpu().numpy()
 
     def decode_full(self, latents: torch.Tensor, voice: Voice, speed: float = 1.0) -> np.ndarray:
@@ -548,7 +548,7 @@ class Synthesizer:
                 "The GPU ran out of memory during synthesis: XTTS now runs on the CPU."
             )
             self._stepper = None
-            self._static_cache = self._cuda_graphs = False
+            self._cuda_graphs = False
             generator = self._generator(settings)
             yield from self._segment_audio(
                 segment, voice, language, settings, cancel, stats, generator
