@@ -236,13 +236,17 @@ def test_no_underrun_is_counted_before_the_first_sample_or_at_the_end() -> None:
 def test_underruns_are_counted_when_the_producer_falls_behind() -> None:
     with Player() as player:
         player.start()
-        assert player.write(tone(0.1))
+        assert player.write(tone(0.5))  # more than the start-up margin: plays at once
         assert wait_until(lambda: player.underruns > 0, timeout=3)
-        assert player.is_playing
+        assert player.underruns == 1  # one gap, then it buffers instead of stuttering
+        assert player.is_playing and player.is_buffering
+        wait_callbacks(player, 20)
+        assert player.underruns == 1
         assert player.write(tone(0.1))
-        player.end_of_input()
+        player.end_of_input()  # ended input plays what is left without waiting for more
         assert player.wait_finished(timeout=5)
-        assert player.samples_played == tone(0.1).shape[0] * 2
+        assert player.samples_played == tone(0.5).shape[0] + tone(0.1).shape[0]
+        assert player.underruns == 1
 
 
 @pytest.mark.usefixtures("awake_sink")

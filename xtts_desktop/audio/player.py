@@ -20,6 +20,15 @@ drain (through PulseAudio's plugin, at least) drops what the host still buffers,
 would otherwise cut the last 30 ms or so of speech. `wait_finished()` returns once the last
 real sample is audible.
 
+Start-up buffer. A stream's first chunks may come slower than they play even when synthesis
+as a whole is faster than real time (see `buffering.StartupBuffer`). So a play holds the
+device on silence until the ring holds enough audio not to run dry at the production rate
+measured from the chunks' arrivals, within bounds (`start_buffer_seconds` of audio,
+`start_wait_seconds` after the first chunk); at once when the input has ended; and again
+after running dry mid-play, so a slow patch is one gap rather than a stutter. Chunks that
+come faster than real time (a GPU) are played as they come. `first_sample_time` stays the
+moment the first real sample reached the callback.
+
 Failures. A device that fails or disappears ends the stream: PortAudio's finished
 callback (or a watchdog noticing that callbacks stopped) records one sentence in `error`,
 wakes every waiter, and `write`/`try_write` raise `UserError` with it instead of blocking.
@@ -38,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from xtts_desktop.audio.buffering import StartupBuffer
 from xtts_desktop.audio.ring import AudioRing
 from xtts_desktop.errors import UserError
 
@@ -69,6 +79,11 @@ DEFAULT_LATENCY = 0.1
 # How often a blocked producer or waiter re-checks its conditions. Nothing in the callback
 # signals it (that would take a lock there): a short poll costs nothing measurable.
 _POLL_SECONDS = 0.005
+# Audio held back at a start, beyond what covers the wait for the next chunk: the host's own
+# buffer fills first (the output latency), and callbacks and the producer share the CPU.
+_START_MARGIN_SECONDS = 0.15
+# The start-up buffer never holds more than this share of the ring: a full ring always plays.
+_START_BUFFER_SHARE = 0.75
 # Callbacks that stop for this long mean the device is gone. Generous: a PulseAudio null
 # sink can hold a freshly started stream for up to 2 s before it asks for audio.
 _STALL_SECONDS = 5.0
@@ -306,6 +321,8 @@ class Player:
         ahead_seconds: float = 2.0,
         latency: str | float = DEFAULT_LATENCY,
         device_rate: int | None = None,
+        start_buffer_seconds: float = 1.5,
+        start_wait_seconds: float = 2.0,
     ) -> None:
         """Open (but do not start) the output.
 
@@ -313,6 +330,9 @@ class Player:
         default output. blocksize: frames per callback, 0 lets the host choose.
         ahead_seconds: how much audio `write` may queue before it blocks. device_rate: force
         the stream's rate (resampling in `write`); None uses `sample_rate` when accepted.
+        start_buffer_seconds, start_wait_seconds: the most audio a start (or a re-buffer
+        after running dry) holds back, and the longest it waits after its first chunk;
+        0 plays whatever is there at once.
         """
         module = _require_sounddevice()
         if ahead_seconds <= 0:
@@ -328,6 +348,10 @@ class Player:
             else None
         )
         self._ring = AudioRing(max(1, int(round(ahead_seconds * self.device_rate))))
+        self._startup = StartupBuffer(
+            max_seconds=min(start_buffer_seconds, _START_BUFFER_SHARE * ahead_seconds),
+            max_wait_seconds=start_wait_seconds,
+        )
         self._lock = threading.RLock()  # controls, and ring writes against stop()'s flush
         self._wake = threading.Condition()  # wakes blocked writers and waiters
         self._generation = 0  # bumped by stop(): a blocked write of an older play gives up
@@ -337,6 +361,7 @@ class Player:
         self._stream: Any = None
         self._reset_play()
         self._stream = self._open_stream(module)
+        self._startup.margin_seconds = self.output_latency + _START_MARGIN_SECONDS
         self._padding_samples = int((2.0 * self.output_latency + 0.05) * self.device_rate)
         logger.info(
             "audio output %s: %d Hz, %d channel(s), %.1f ms output latency%s",
@@ -404,6 +429,8 @@ class Player:
         self._paused = False
         self._input_ended = False
         self._drained = False
+        self._holding = True  # the start-up buffer: silence until it is safe to play
+        self._production_began = False  # set by the play's first start() or write
         self._padding_left = 0
         self._device_samples_played = 0
         self._underruns = 0
@@ -439,6 +466,15 @@ class Player:
             if self._paused:
                 outdata.fill(0.0)
                 return
+            if self._holding:
+                # The flag before the ring, as below: ended input plays (or ends) at once.
+                if not (
+                    self._input_ended
+                    or self._startup.ready(now, self._ring.available() / self.device_rate)
+                ):
+                    outdata.fill(0.0)
+                    return
+                self._holding = False
             out = outdata[:, 0]
             count = self._ring.read_into(out)
             if count < frames:
@@ -465,7 +501,10 @@ class Player:
                         raise sd.CallbackStop
                     return
                 if self.first_sample_time is not None:
+                    # One gap, then buffer again rather than stutter through a slow patch.
                     self._underruns += 1
+                    self._holding = True
+                    self._startup.ran_dry(now)
         except sd.CallbackStop:
             raise
         except BaseException as exc:  # noqa: BLE001 - kept for the finished callback
@@ -535,7 +574,25 @@ class Player:
             if self._state is PlaybackState.FAILED:
                 raise UserError(self.error or "The audio device stopped.")
             self._begin_play_if_done_locked()
-            return self._write_locked(data)
+            arrived_at = self._production_begins_locked()
+            taken = self._write_locked(data)
+            self._chunk_arrived_locked(arrived_at, data.shape[0])
+            return taken
+
+    def _production_begins_locked(self) -> float:
+        """The play's first start() or write: the start-up buffer measures its rate from now."""
+        now = time.perf_counter()
+        if not self._production_began:
+            self._production_began = True
+            self._startup.began(now)
+        return now
+
+    def _chunk_arrived_locked(self, arrived_at: float, input_samples: int) -> None:
+        self._startup.arrived(
+            arrived_at,
+            input_samples / self.sample_rate,
+            self._ring.available() / self.device_rate,
+        )
 
     def _write_locked(self, data: np.ndarray) -> int:
         free = self._ring.free()
@@ -578,7 +635,9 @@ class Player:
                 return False
             self._begin_play_if_done_locked()
             generation = self._generation
+            arrived_at = self._production_begins_locked()
         position = 0
+        announced = False
         while True:
             with self._lock:
                 if self._generation != generation or self._state is PlaybackState.CLOSED:
@@ -586,6 +645,9 @@ class Player:
                 if self._state is PlaybackState.FAILED:
                     raise UserError(self.error or "The audio device stopped.")
                 position += self._write_locked(data[position:])
+                if not announced:
+                    announced = True
+                    self._chunk_arrived_locked(arrived_at, data.shape[0])
             if position >= data.shape[0]:
                 return True
             if cancelled is not None and cancelled():
@@ -627,6 +689,7 @@ class Player:
                 self._reopen_locked(module)
             else:
                 self._begin_play_if_done_locked()
+            self._production_begins_locked()
             self._intentional_stop = False
             self._last_callback_time = time.perf_counter()
             try:
@@ -649,6 +712,7 @@ class Player:
         self._ring.clear()
         self._reset_play()
         self._stream = self._open_stream(module)
+        self._startup.margin_seconds = self.output_latency + _START_MARGIN_SECONDS
         self._state = PlaybackState.IDLE
 
     def _stop_stream_locked(self, abort: bool) -> None:
@@ -809,8 +873,13 @@ class Player:
         )
 
     @property
+    def is_buffering(self) -> bool:
+        """Holding the device on silence until enough audio is queued (start or re-buffer)."""
+        return self._holding and self._state is PlaybackState.PLAYING and not self._drained
+
+    @property
     def underruns(self) -> int:
-        """Callbacks of this play that ran out of audio mid-play and played silence."""
+        """Times this play ran out of audio mid-play (each a gap: it then buffers again)."""
         return self._underruns
 
     @property
