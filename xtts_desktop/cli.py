@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -215,19 +217,32 @@ def cmd_say(args: argparse.Namespace) -> int:
     stats = StreamStats(sample_rate=synthesizer.sample_rate)
     progress = _Progress(len(segments), enabled=True)
 
-    def audio() -> Any:
-        for chunk in synthesizer.stream_segments(
-            segments, voice, language, settings, cancel, stats
-        ):
-            yield chunk.samples
-            if chunk.segment_end:
-                progress.update(stats.segments_done + 1, stats.audio_seconds)
-
-    report = _play_and_write(args, audio(), stats, cancel, out)
+    audio = _local_audio(synthesizer, segments, voice, language, settings, cancel, stats, progress)
+    report = _play_and_write(args, audio, stats, cancel, out)
     report.update(
         {"device": loaded.device.name, "precision": loaded.precision, "voice": voice.name}
     )
     return _report(args, report, language, out)
+
+
+def _local_audio(
+    synthesizer: Any,
+    segments: list,
+    voice: Any,
+    language: str,
+    settings: Any,
+    cancel: threading.Event,
+    stats: Any,
+    progress: Any,
+) -> Iterator[Any]:
+    """The engine's chunks as bare samples. Closing this closes the engine's stream at once:
+    a suspended one would keep the synthesizer's lock."""
+    stream = synthesizer.stream_segments(segments, voice, language, settings, cancel, stats)
+    with contextlib.closing(stream):
+        for chunk in stream:
+            yield chunk.samples
+            if chunk.segment_end:
+                progress.update(stats.segments_done + 1, stats.audio_seconds)
 
 
 def _say_remote(args: argparse.Namespace, text: str, language: str, out: Path | None) -> int:
@@ -261,7 +276,17 @@ def _say_remote(args: argparse.Namespace, text: str, language: str, out: Path | 
 def _play_and_write(
     args: argparse.Namespace, chunks: Any, stats: Any, cancel: threading.Event, out: Path | None
 ) -> dict[str, Any]:
-    """Plays (unless --no-play) and writes (with --out) float32 chunks as they come."""
+    """Plays (unless --no-play) and writes (with --out) float32 chunks as they come.
+
+    `chunks` is closed on every way out (an error, Ctrl+C, a device failure): an engine stream
+    left suspended would hold the synthesizer, and a server stream its connection."""
+    with contextlib.closing(chunks):
+        return _play_and_write_chunks(args, chunks, stats, cancel, out)
+
+
+def _play_and_write_chunks(
+    args: argparse.Namespace, chunks: Any, stats: Any, cancel: threading.Event, out: Path | None
+) -> dict[str, Any]:
     player = None
     if not args.no_play:
         from xtts_desktop.audio.player import Player
@@ -273,20 +298,17 @@ def _play_and_write(
 
         writer = AudioFileWriter(out, sample_rate=24000)
     completed = False
-    started = False
     try:
+        if player is not None:
+            # Started before synthesis: the player measures how fast the chunks come from
+            # here, and holds the device on silence until enough is queued to play through.
+            player.start()
         for samples in chunks:
             if writer is not None:
                 writer.write(samples)
-            if player is not None:
-                if not player.write(samples, cancelled=cancel.is_set):
-                    raise UserError(player.error or "Playback stopped.")
-                if not started:
-                    # Started once the first chunk is queued: its first sample goes out with
-                    # the very first callback instead of waiting behind silence.
-                    player.start()
-                    started = True
-        if player is not None and started:
+            if player is not None and not player.write(samples, cancelled=cancel.is_set):
+                raise UserError(player.error or "Playback stopped.")
+        if player is not None:
             player.end_of_input()
             # Bounded by the audio still to play plus a generous margin; never hangs.
             player.wait_finished(timeout=player.buffered_seconds + 10.0)

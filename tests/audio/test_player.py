@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -412,3 +413,87 @@ def test_align_finds_a_delay_to_a_fraction_of_a_sample() -> None:
     assert alignment.fraction == pytest.approx(0.3, abs=0.1)
     assert alignment.correlation > 0.99
     assert align(signal, rng.normal(0, 0.1, RATE)).correlation < 0.2
+
+
+# -- the start-up buffer ----------------------------------------------------------------
+
+# (seconds to make it, seconds of audio): like XTTS on this CPU, chunks that double in size
+# and each take about as long as they play (slower than real time for the first second),
+# then chunks faster than real time.
+SLOW_START = [(0.25, 0.15), (0.35, 0.3), (0.55, 0.6), (0.9, 1.0), (0.5, 1.0), (0.5, 1.0)]
+# Like a GPU: a small first chunk soon, then chunks far faster than real time.
+FAST_START = [(0.1, 0.15), (0.03, 0.3), (0.03, 0.6), (0.03, 1.0), (0.03, 1.0)]
+
+
+def _paced_play(player: Player, schedule: list[tuple[float, float]]) -> None:
+    """Start the player, then write chunks from a thread at the schedule's times (measured
+    from the start, so late writes do not push later ones back); wait for the end."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            due = began
+            for making, seconds in schedule:
+                due += making
+                stop.wait(max(0.0, due - time.perf_counter()))  # the engine's compute time
+                if stop.is_set() or not player.write(tone(seconds), timeout=10):
+                    return
+            player.end_of_input()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    player.start()
+    began = time.perf_counter()
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        assert player.wait_finished(timeout=30)
+    finally:
+        stop.set()
+        producer.join(timeout=5)
+    assert not errors, errors
+    assert player.samples_played == sum(tone(seconds).shape[0] for _, seconds in schedule)
+
+
+@pytest.mark.usefixtures("awake_sink")
+@requires_pulse
+def test_a_start_slower_than_real_time_is_buffered_not_stuttered() -> None:
+    # The same producer without a start-up buffer runs dry: the schedule is a real test.
+    with Player(start_buffer_seconds=0) as unbuffered:
+        _paced_play(unbuffered, SLOW_START)
+        assert unbuffered.underruns > 0
+    with Player() as player:
+        _paced_play(player, SLOW_START)
+        start_delay = player.handoff_latency_ms / 1000
+        print(f"\nslow start: start delay {start_delay * 1000:.0f} ms, "
+              f"underruns {player.underruns} (unbuffered {unbuffered.underruns})")  # fmt: skip
+        assert player.underruns == 0
+        # It waited for more than the first chunk, and no longer than its bound.
+        assert SLOW_START[1][0] <= start_delay < 2.0
+
+
+@pytest.mark.usefixtures("awake_sink")
+@requires_pulse
+def test_chunks_faster_than_real_time_play_almost_at_once() -> None:
+    with Player() as player:
+        _paced_play(player, FAST_START)
+        start_delay = player.handoff_latency_ms / 1000
+        print(f"\nfast start: start delay {start_delay * 1000:.0f} ms, "
+              f"underruns {player.underruns}")  # fmt: skip
+        assert player.underruns == 0
+        assert start_delay < FAST_START[1][0] + 0.15  # the second chunk, plus a callback
+
+
+@pytest.mark.usefixtures("awake_sink")
+@requires_pulse
+def test_a_short_input_plays_as_soon_as_it_has_ended() -> None:
+    with Player() as player:
+        player.start()
+        assert player.write(tone(0.1))  # less than the start-up buffer wants
+        wait_callbacks(player, 10)
+        assert player.is_buffering and player.samples_played == 0
+        player.end_of_input()
+        assert player.wait_finished(timeout=5)
+        assert player.samples_played == tone(0.1).shape[0]
+        assert player.underruns == 0

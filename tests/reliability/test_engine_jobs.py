@@ -3,13 +3,14 @@ the next stream starts at once and gives exactly the audio a fresh one gives."""
 
 from __future__ import annotations
 
+import argparse
 import threading
 
 import numpy as np
 import pytest
 
 from xtts_desktop.engine.stream import GenerationSettings, StreamStats
-from xtts_desktop.errors import Cancelled
+from xtts_desktop.errors import Cancelled, UserError
 
 SHORT = "A short sentence for the engine."
 LONG = " ".join(
@@ -102,3 +103,39 @@ def test_interrupted_jobs_leave_the_synthesizer_as_it_was(synthesizer, builtin_v
     with pytest.raises(OSError):
         failing_consumer()
     assert np.array_equal(in_thread(lambda: audio(synthesizer, builtin_voice, greedy)), reference)
+
+
+def test_the_command_line_closes_its_stream_when_it_fails_mid_way(
+    synthesizer, builtin_voice, greedy, small_disk
+):
+    """The consumer fails mid-stream (a full disk) while its caller still holds the stream:
+    the CLI closes it on the way out, so the next stream starts at once."""
+    from xtts_desktop import cli
+
+    disk = small_disk("16k")
+    stats = StreamStats()
+    cancel = threading.Event()
+    segments = synthesizer.segments(LONG, "en")
+    progress = cli._Progress(len(segments), enabled=False)
+    args = argparse.Namespace(no_play=True, output_device=None)
+    # The test keeps `chunks` (and the exception, with the failing frames) alive throughout.
+    chunks = cli._local_audio(
+        synthesizer, segments, builtin_voice, "en", greedy, cancel, stats, progress
+    )
+    with pytest.raises(UserError) as caught:
+        cli._play_and_write(args, chunks, stats, cancel, disk / "speech.wav")
+    assert str(caught.value).endswith("the disk is full.")
+    assert stats.audio_samples > 0 and stats.finished_at is None  # it failed mid-stream
+
+    first_chunk = threading.Event()
+
+    def next_stream() -> None:
+        for _ in synthesizer.stream(SHORT, builtin_voice, "en", greedy):
+            first_chunk.set()
+
+    thread = threading.Thread(target=next_stream, daemon=True)
+    thread.start()
+    started = first_chunk.wait(timeout=30)
+    chunks.close()  # a no-op when the CLI closed it; else frees the synthesizer for later tests
+    thread.join(timeout=60)
+    assert started, "the next stream waited for the synthesizer: the failed one kept it"
