@@ -25,8 +25,9 @@ import math
 
 __all__ = ["StartupBuffer"]
 
-# How much faster or slower the next chunk interval may be predicted than the last one. Chunk
-# sizes that grow (XTTS doubles them up to a limit) make the next interval longer.
+# The most the next chunk interval is predicted to grow over the last one. Chunks that grow
+# (XTTS doubles them up to a limit) take longer to make: the next interval is predicted to
+# grow as the last interval did, or as the last chunk's length did, whichever is more.
 _MAX_GROWTH = 2.0
 
 
@@ -61,6 +62,7 @@ class StartupBuffer:
         self._began_at = now
         self._last_arrival = now
         self._last_interval: float | None = None
+        self._last_chunk_seconds: float | None = None
         self._produced = 0.0
         self.hold_since: float | None = None  # the first chunk of this hold arrived then
         self.open_at = math.inf  # the wait until the next chunk is covered from then on
@@ -70,13 +72,15 @@ class StartupBuffer:
     def arrived(self, now: float, seconds: float, buffered_seconds: float) -> None:
         """A chunk of `seconds` of audio arrived; the ring now holds `buffered_seconds`."""
         interval = max(0.0, now - self._last_arrival)
-        if self._last_interval is not None and self._last_interval > 0:
-            growth = min(_MAX_GROWTH, max(1.0, interval / self._last_interval))
-        else:
-            growth = 1.0
-        predicted_wait = interval * growth
+        growth = 1.0
+        if self._last_interval:
+            growth = max(growth, interval / self._last_interval)
+        if self._last_chunk_seconds:
+            growth = max(growth, seconds / self._last_chunk_seconds)
+        predicted_wait = interval * min(_MAX_GROWTH, growth)
         self._last_arrival = now
         self._last_interval = interval
+        self._last_chunk_seconds = seconds
         self._produced += seconds
         elapsed = now - self._began_at
         rate = self._produced / elapsed if elapsed > 0 else math.inf
