@@ -460,6 +460,18 @@ def test_random_bytes_epub_is_refused(tmp_path):
         read_document(path)
 
 
+def test_plain_text_named_epub_is_refused(tmp_path):
+    path = tmp_path / "notes.epub"
+    path.write_text("Chapter one.\n\nIt was a dark and stormy night, très sombre.\n" * 50, "utf-8")
+    with pytest.raises(UserError) as caught:
+        read_document(path)
+    message = str(caught.value)
+    assert message == "notes.epub is not a valid EPUB file."
+    # The same text under its own name reads; a real EPUB still reads after the refusal.
+    assert "stormy night" in read_document(path.rename(tmp_path / "notes.txt"))
+    assert "Chapter One" in read_document(two_chapter_book(tmp_path))
+
+
 # -- files -----------------------------------------------------------------------------------
 
 
