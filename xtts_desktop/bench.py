@@ -313,7 +313,9 @@ def measure_player_overhead(bench: Bench, runs: int, device: str | None) -> dict
         bench.loaded, seed=bench.seed, max_tokens_per_segment=12
     )
     handoffs, underruns, latency = [], 0, 0.0
-    with Player(device=device) as player:
+    # The hand-off itself: without the start-up buffer's deliberate hold (a policy, which
+    # waits for audio on a slow machine), so what is left is the app's own overhead.
+    with Player(device=device, start_buffer_seconds=0) as player:
         for _ in range(runs):
             produced = None
             for chunk in bench.synthesizer.stream_segments(
