@@ -309,6 +309,20 @@ def delayed(signal: np.ndarray, delay: float) -> np.ndarray:
     return shifted[pad : pad + signal.shape[0]].astype(np.float32)
 
 
+def below(samples: np.ndarray, cutoff_hz: float = 9000.0, rate: int = 24000) -> np.ndarray:
+    """`samples` low-passed at `cutoff_hz` (zero phase), to compare what both sides keep.
+
+    PulseAudio's resampling (24 kHz in, the sink's rate, 24 kHz out of the monitor) attenuates
+    the top of the band. Real speech has little there; a random-weight model's noise has most
+    of its energy there (measured on the tiny model: 80% above 11 kHz), so comparing its audio
+    with a recording of it must leave that band out.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(8, cutoff_hz, fs=rate, output="sos")
+    return sosfiltfilt(sos, np.asarray(samples, dtype=np.float64)).astype(np.float32)
+
+
 def align(reference: np.ndarray, recording: np.ndarray) -> Alignment:
     """Find `reference` in `recording` to a fraction of a sample (PulseAudio resamples)."""
     lags = cross_correlate(recording, reference)

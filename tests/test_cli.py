@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.pulse import Recorder, active_span, align, private_sink, pulse_available
+from tests.pulse import Recorder, active_span, align, below, private_sink, pulse_available
 from xtts_desktop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,9 @@ def test_say_plays_and_writes_the_same_audio(tiny_model_dir, tmp_path):
     start, end = active_span(recording, 24000, threshold=0.005)
     assert end - start > 0.5 * len(written)
     if report["underruns"] == 0:
-        alignment = align(written, recording)
+        # Below 9 kHz: the random-weight model's noise sits mostly where PulseAudio's
+        # resampling cuts (tests/pulse.py, below()).
+        alignment = align(below(written), below(recording))
         assert alignment.correlation > 0.9, (report, alignment)
     else:
         # A machine too loaded to keep up inserts silence between chunks: then at least all
