@@ -269,6 +269,9 @@ def test_cli_ctrl_c_stops_cleanly_and_keeps_the_partial_file(agreed, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
+        # Ctrl+C as at a terminal, even when the suite runs in the background (where SIGINT
+        # is inherited as ignored and Python would never see it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert agreed.holding.wait(60)
