@@ -2,7 +2,7 @@
 # Download, into .whl/, the wheels that a GPU machine with its own Python 3.12 + torch 2.11
 # (the lent H100/H200 image) lacks to run the engine, the CUDA tests and `bench`:
 # coqui-tts and its pure-Python needs, at this project's pins. scripts/gpu_check.sh installs
-# them there into /tmp/site. About 21 MB; .whl/ is git-ignored (.git/info/exclude).
+# them there into /tmp/site. About 21 MB; .whl/ is git-ignored.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p .whl
