@@ -141,14 +141,12 @@ class StaticStepper:
             return output[:, -1]
         self.step_input.copy_(embedding.to(self.dtype))
         self.step_position.fill_(self.length)
-        if self._use_cuda_graph and not self._graph_failed:
-            if self._graph is None:
-                self._capture()
-            if self._graph is not None:
-                self._graph.replay()
-                self.length += 1
-                return self.step_output[:, -1]
-        self._step()
+        if self._graph is None:
+            self._capture()
+        if self._graph is not None:
+            self._graph.replay()
+        else:  # the capture failed just now: this token runs unrecorded, the next ones eagerly
+            self._step()
         self.length += 1
         return self.step_output[:, -1]
 
