@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.engine.test_stream import snr_db
 from xtts_desktop.engine.stream import GenerationSettings, Synthesizer
 from xtts_desktop.engine.text import Segment
 
@@ -25,12 +26,6 @@ pytestmark = [
 ]
 
 TEXT = "Hello there, this is a test of the graphics card."
-
-
-def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
-    assert len(signal) == len(reference), (len(signal), len(reference))
-    noise = np.sum((signal.astype(np.float64) - reference) ** 2)
-    return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(noise, 1e-30)))
 
 
 @contextlib.contextmanager

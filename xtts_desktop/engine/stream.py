@@ -307,9 +307,7 @@ class Synthesizer:
         check = as_cancel_check(cancel)
         gpt = self.gpt
         step_transformer = self.loaded.gpt_transformer
-        # int8 weights pay off one token at a time; the long prefix runs faster on the fp32
-        # weights, and both fill the same fp32 KV cache.
-        prefix_transformer = gpt.gpt if self.loaded.precision == "int8" else step_transformer
+        prefix_transformer = self._prefix_transformer()
         dtype = self.loaded.gpt_dtype
         device = self.loaded.torch_device
         cond = voice.gpt_cond_latent.to(device)
@@ -335,7 +333,6 @@ class Synthesizer:
             step_input = torch.cat([cond.to(text_emb.dtype), text_emb, start_emb], dim=1)
             if self._static_cache:
                 stepper = self._static_stepper(step_input.shape[1] + max_new + 1)
-                stepper.prefix_transformer = prefix_transformer
             for position in range(1, max_new + 1):
                 if check():
                     raise Cancelled()
@@ -371,6 +368,13 @@ class Synthesizer:
                     position, device
                 )
 
+    def _prefix_transformer(self) -> Any:
+        """The GPT-2 the prompt prefix runs through: int8 weights pay off one token at a time,
+        the long prefix runs faster on the fp32 weights (both fill the same fp32 KV cache)."""
+        if self.loaded.precision == "int8":
+            return self.gpt.gpt
+        return self.loaded.gpt_transformer
+
     def _static_stepper(self, positions: int) -> Any:
         """One static KV cache (and CUDA graph) per synthesizer, grown only when a longer
         sequence needs it; sized for XTTS's longest sequence at first use."""
@@ -383,6 +387,7 @@ class Synthesizer:
                 self.loaded.gpt_transformer,
                 max(positions, longest),
                 use_cuda_graph=self._cuda_graphs,
+                prefix_transformer=self._prefix_transformer(),
             )
         return self._stepper
 
