@@ -313,41 +313,6 @@ class LoadedModel:
         fast.wpe = functools.partial(_null_position_embeddings, width=self.width, dtype=dtype)
         return fast
 
-    @functools.cached_property
-    def waveform_decoder(self) -> torch.nn.Module:
-        """HiFiGAN with its weight normalisation folded in, for our decoder windows.
-
-        coqui's Xtts.load_checkpoint leaves weight norm on, so every call recomputes each
-        convolution's weight from its direction and norm: a fixed cost on every (small)
-        window. This copy holds the resulting weights as plain parameters (the same numbers,
-        computed once); coqui's own module stays as it is for its own code paths.
-
-        CPU only: on an H100 the folded copy made the stream 41 dB from its full decode with
-        CUDA graphs on (77.9 dB with them off; 77.3 dB with coqui's module and graphs), which
-        one short GPU session could not explain, so GPUs keep coqui's module as measured.
-        """
-        if self.device.torch_device != "cpu":
-            return self.xtts.hifigan_decoder.waveform_decoder
-        import copy
-
-        import torch
-        from torch.nn.utils import parametrize
-
-        plain = copy.deepcopy(self.xtts.hifigan_decoder.waveform_decoder).eval()
-        for module in plain.modules():
-            if not parametrize.is_parametrized(module):
-                continue
-            weights = {
-                name: getattr(module, name).detach().clone() for name in module.parametrizations
-            }
-            # Not remove_parametrizations(): that edits the parametrized class, which the
-            # deep copy shares with coqui's module. Switch this instance back to its plain class.
-            module.__class__ = module.__class__.__bases__[0]
-            del module._modules["parametrizations"]
-            for name, weight in weights.items():
-                module.register_parameter(name, torch.nn.Parameter(weight, requires_grad=False))
-        return plain
-
     @property
     def gpt_dtype(self) -> torch.dtype:
         import torch
@@ -366,7 +331,6 @@ class LoadedModel:
         logger.warning(reason)
         self.xtts.to("cpu")
         self.__dict__.pop("gpt_transformer", None)
-        self.__dict__.pop("waveform_decoder", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.device = DeviceChoice("cpu", f"CPU ({platform.machine()})", warning=reason)
@@ -383,8 +347,9 @@ def inference_threads() -> int:
     """CPU threads for synthesis: torch's own default (one per physical core), or
     XTTS_DESKTOP_THREADS.
 
-    Measured on 2 cores, full-size int8 GPT step: 64 ms on two threads, 97 ms on one, so
-    synthesis uses every core; the audio callback and the window need little CPU. (When
+    Measured on 2 cores (scripts/bench_parts.py), full-size int8 GPT: 53-62 ms a token on two
+    threads, 100-109 ms on one, so synthesis uses every core; the audio callback and the
+    window need little CPU. (When
     another program keeps a core busy, a thread team as large as the machine waits for its
     descheduled thread at every op: set XTTS_DESKTOP_THREADS lower on such a machine.)
     """

@@ -445,7 +445,9 @@ class Synthesizer:
 
         device = self.loaded.torch_device
         with torch.inference_mode():
-            audio = self.loaded.waveform_decoder(frames.to(device), g=speaker_embedding.to(device))
+            audio = self.xtts.hifigan_decoder.waveform_decoder(
+                frames.to(device), g=speaker_embedding.to(device)
+            )
         return audio.reshape(-1).float().cpu().numpy()
 
     def decode_full(self, latents: torch.Tensor, voice: Voice, speed: float = 1.0) -> np.ndarray:
