@@ -31,8 +31,11 @@ from xtts_desktop.server.app import create_app  # noqa: E402
 
 KEY = "window-key-5d1e"
 RATE = 24000
+# A long first sentence: its request is still running on the server when Stop is pressed
+# (the player holds its first second of audio before playing, and the engine is quick).
 TEXT = (
-    "Good morning to you all. The weather is lovely today. "
+    "Good morning to you all, and welcome back to the reading room on this long and quiet "
+    "winter morning by the sea. The weather is lovely today. "
     "We will read a little more. And then we stop."
 )
 LONG_TEXT = " ".join(f"Line {n} of a long text goes on." for n in range(40))
@@ -126,6 +129,8 @@ def test_play_streams_from_the_server_heard_with_latency_and_stop_frees_the_serv
         assert len(spans) == 4 and highlights[0] == spans[0]
         assert all(h in spans for h in highlights if h != (-1, -1))
 
+        # A request is in flight (the first sentence's), so Stop has one to cancel.
+        assert engine.health()["busy"] is True
         cancelled = SignalLog(window.worker.jobCancelled)
         mark = recorder.seconds_recorded()
         _click(qtbot, window, "stopButton")
