@@ -16,6 +16,7 @@ import pytest
 from PySide6.QtCore import QThread
 
 from tests.gui.conftest import AUDIO_TIMEOUT_MS, SignalLog
+from tests.memory import growth, in_use_bytes
 from tests.pulse import requires_pulse, sink_inputs
 from xtts_desktop import config
 from xtts_desktop.audio.player import PlaybackState
@@ -26,19 +27,19 @@ PLAY_STOP_CYCLES = max(100, int(os.environ.get("XTTS_DESKTOP_PLAY_STOP_CYCLES", 
 BASELINE_CYCLE = 50
 # Every so many cycles, Stop waits until the play is heard (not only started).
 HEARD_EVERY = 25
-# RSS may move this much between the baseline and the end (allocator noise, not a leak:
-# a chunk of audio leaked per cycle would be 450 * ~100 kB on the default run).
-RSS_TOLERANCE_BYTES = 12 * 1024 * 1024
+# Malloc's bytes in use (tests/memory.py) are read every so many cycles from the baseline on.
+# Most cycles are stopped before their first chunk, so what one could leak is the job's own
+# state. Allowed: a growth per cycle (the median step) of 4 kB (measured 1.2-1.5 kB in the
+# window; 27 bytes for this test's own signal logs and waits), and a growth in all that no
+# jump has come near (3 MB at most, measured over 450 cycles).
+READ_EVERY = 25
+GROWTH_PER_CYCLE_BYTES = 4_000
+TOTAL_GROWTH_BYTES = 6_000_000
 LONG_TEXT = (
     "Good morning to you all. The weather is lovely today. "
     "We will read a little more. And then we stop."
 )
 RATE = 24000
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def os_threads() -> int:
@@ -65,7 +66,6 @@ def measure() -> dict[str, int]:
         "OS threads": os_threads(),
         "QThreads": qthreads(),
         "PulseAudio streams": our_sink_inputs(),
-        "rss": rss_bytes(),
     }
 
 
@@ -77,6 +77,7 @@ def test_play_stop_many_times_leaks_no_thread_stream_or_memory(ready_window, qtb
     cancelled = SignalLog(window.worker.jobCancelled)
     players = set()
     baseline: dict[str, int] | None = None
+    in_use: dict[int, int] = {}
     began = time.monotonic()
     for cycle in range(PLAY_STOP_CYCLES):
         job_id = window.start_reading("all")
@@ -96,10 +97,14 @@ def test_play_stop_many_times_leaks_no_thread_stream_or_memory(ready_window, qtb
         )
         if cycle + 1 == BASELINE_CYCLE:
             baseline = measure()
+        if cycle + 1 >= BASELINE_CYCLE and (cycle + 1 - BASELINE_CYCLE) % READ_EVERY == 0:
+            in_use[cycle + 1] = in_use_bytes()
     elapsed = time.monotonic() - began
     final = measure()
     print(
-        f"{PLAY_STOP_CYCLES} cycles in {elapsed:.1f} s; at cycle {BASELINE_CYCLE}: {baseline}; end: {final}"
+        f"{PLAY_STOP_CYCLES} cycles in {elapsed:.1f} s; at cycle {BASELINE_CYCLE}: {baseline}; "
+        f"end: {final}; in use (MB) by cycle "
+        f"{ {cycle: round(n / 1e6, 2) for cycle, n in in_use.items()} }"
     )
     assert baseline is not None
     # Every cycle really played: one started playback and one cancellation per cycle.
@@ -109,9 +114,10 @@ def test_play_stop_many_times_leaks_no_thread_stream_or_memory(ready_window, qtb
     for name in ("python threads", "OS threads", "QThreads", "PulseAudio streams"):
         assert final[name] <= baseline[name], (name, baseline, final)
     assert final["PulseAudio streams"] <= 1
-    growth = final["rss"] - baseline["rss"]
-    assert growth < RSS_TOLERANCE_BYTES, (
-        f"RSS grew {growth / 2**20:.1f} MiB in {PLAY_STOP_CYCLES - BASELINE_CYCLE} cycles "
+    per_cycle, total = growth(in_use)
+    assert per_cycle < GROWTH_PER_CYCLE_BYTES, f"memory in use grows {per_cycle:.0f} bytes a cycle"
+    assert total < TOTAL_GROWTH_BYTES, (
+        f"memory in use grew {total / 1e6:.1f} MB in {max(in_use) - BASELINE_CYCLE} cycles "
         f"({elapsed:.0f} s in all)"
     )
 

@@ -14,8 +14,6 @@ hour of XTTS_DESKTOP_LONG=1 that bound is far below the 345 MB the audio itself 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import statistics
@@ -27,6 +25,7 @@ import pytest
 import soundfile
 import torch
 
+from tests.memory import resident_bytes
 from xtts_desktop.audio.files import AudioFileWriter
 from xtts_desktop.engine.stream import Chunk, GenerationSettings, StreamStats
 
@@ -36,22 +35,6 @@ TARGET_SECONDS = 3600 if LONG else 40
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/statm"), reason="reads resident memory from /proc"
 )
-
-
-def _trim() -> None:
-    """Give freed heap back to the OS (glibc), so resident memory shows what is in use."""
-    name = ctypes.util.find_library("c")
-    if name:
-        libc = ctypes.CDLL(name)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
-
-
-def resident_bytes(trim: bool = False) -> int:
-    if trim:
-        _trim()
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def book(sentences: int) -> str:
