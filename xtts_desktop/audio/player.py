@@ -360,8 +360,7 @@ class Player:
         self._intentional_stop = False
         self._stream: Any = None
         self._reset_play()
-        self._stream = self._open_stream(module)
-        self._startup.margin_seconds = self.output_latency + _START_MARGIN_SECONDS
+        self._attach_stream(module)
         self._padding_samples = int((2.0 * self.output_latency + 0.05) * self.device_rate)
         logger.info(
             "audio output %s: %d Hz, %d channel(s), %.1f ms output latency%s",
@@ -405,6 +404,11 @@ class Player:
             f"The audio device '{self.device.name}' accepts neither {self.sample_rate} Hz "
             f"nor its own rate for float32 output."
         )
+
+    def _attach_stream(self, module: Any) -> None:
+        """Open the output stream; the start-up buffer's margin covers its output latency."""
+        self._stream = self._open_stream(module)
+        self._startup.margin_seconds = self.output_latency + _START_MARGIN_SECONDS
 
     def _open_stream(self, module: Any) -> Any:
         try:
@@ -711,8 +715,7 @@ class Player:
         self.error = None
         self._ring.clear()
         self._reset_play()
-        self._stream = self._open_stream(module)
-        self._startup.margin_seconds = self.output_latency + _START_MARGIN_SECONDS
+        self._attach_stream(module)
         self._state = PlaybackState.IDLE
 
     def _stop_stream_locked(self, abort: bool) -> None:

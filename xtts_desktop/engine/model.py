@@ -349,9 +349,9 @@ def inference_threads() -> int:
 
     Measured on 2 cores (scripts/bench_parts.py), full-size int8 GPT: 53-62 ms a token on two
     threads, 100-109 ms on one, so synthesis uses every core; the audio callback and the
-    window need little CPU. (When
-    another program keeps a core busy, a thread team as large as the machine waits for its
-    descheduled thread at every op: set XTTS_DESKTOP_THREADS lower on such a machine.)
+    window need little CPU. (When another program keeps a core busy, a thread team as large
+    as the machine waits for its descheduled thread at every op: set XTTS_DESKTOP_THREADS
+    lower on such a machine.)
     """
     global _TORCH_DEFAULT_THREADS
     value = os.environ.get("XTTS_DESKTOP_THREADS", "")

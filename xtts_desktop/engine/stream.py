@@ -226,7 +226,7 @@ class _SegmentDecoder:
 class Synthesizer:
     """The one engine behind the window, the command line, export and the server."""
 
-    def __init__(self, loaded: LoadedModel, static_cache: bool | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, static_cache: bool = True) -> None:
         """static_cache: run GPT steps on a preallocated KV cache (the default; False runs
         Hugging Face's forward with its growing cache). On CUDA the step is replayed as a CUDA
         graph unless XTTS_DESKTOP_CUDA_GRAPHS=0; elsewhere it runs eagerly."""
@@ -234,7 +234,7 @@ class Synthesizer:
 
         self.loaded = loaded
         on_cuda = loaded.device.torch_device == "cuda"
-        self._static_cache = True if static_cache is None else static_cache
+        self._static_cache = static_cache
         self._cuda_graphs = on_cuda and os.environ.get("XTTS_DESKTOP_CUDA_GRAPHS", "1") != "0"
         self._stepper: Any = None
         self.xtts = loaded.xtts
